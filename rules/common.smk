@@ -1,0 +1,72 @@
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, workflow.basedir)
+
+from workflow.config import ConfigError, SuiteConfig, validate_config
+
+# Validate once, fill the schema's defaults in place (scripts see them via snakemake.config).
+try:
+    _validated = validate_config(config, source="config")
+except ConfigError as e:
+    raise WorkflowError(str(e)) from None
+config.clear()
+config.update(_validated)
+SUITE = SuiteConfig.from_dict(config)
+RUN = str(SUITE.run_dir())
+VARIANTS = list(SUITE.variants)
+SIZES = list(SUITE.models)
+
+
+wildcard_constraints:
+    variant="|".join(VARIANTS),
+    size="|".join(re.escape(s) for s in SIZES),
+    step=r"\d+",
+    shots=r"\d+",
+
+
+def run_path(*parts):
+    return "/".join([RUN, *parts])
+
+
+def checkpoint_dir(variant, size, step):
+    return run_path("models", variant, size, f"step{step}")
+
+
+def samples_files(variant="{variant}"):
+    return multiext(run_path("data", variant, "samples"), ".bin", ".idx", ".json")
+
+
+def eval_targets():
+    return expand(
+        run_path("evals", "{variant}", "{size}", "step{step}", "{shots}shot.json"),
+        variant=VARIANTS,
+        size=SIZES,
+        step=SUITE.eval_steps(),
+        shots=config["eval"]["num_fewshot"],
+    )
+
+
+def hub_receipts():
+    return expand(
+        run_path("hub", "{variant}", "{size}", "step{step}.json"),
+        variant=VARIANTS,
+        size=SIZES,
+        step=SUITE.training.schedule,
+    )
+
+
+def figure_targets():
+    return expand(
+        run_path("figures", "lambada_over_training.{ext}"), ext=["pdf", "png"]
+    )
+
+
+def get_final_output():
+    return [
+        *figure_targets(),
+        run_path("tables", "evals.csv"),
+        *hub_receipts(),
+        run_path("plan", "jobs.csv"),
+    ]

@@ -1,0 +1,127 @@
+# Data stages: corpus -> tokenizer -> tokenized documents -> dedup -> pre-shuffled samples.
+
+if config["data"]["source"] == "generated":
+
+    rule corpus:
+        output:
+            train=run_path("data", "corpus", "train.jsonl"),
+            heldout=run_path("data", "corpus", "heldout.jsonl"),
+            stats=run_path("data", "corpus", "stats.json"),
+        params:
+            generator=config["data"]["generator"],
+        log:
+            run_path("logs", "data", "corpus.log"),
+        script:
+            "../scripts/corpus.py"
+
+else:
+
+    PILE_URLS = config["data"]["pile"]["urls"]
+    PILE_SHARDS = [Path(u).name for u in PILE_URLS]
+
+    rule download:
+        output:
+            run_path("data", "raw", "{shard}"),
+        params:
+            url=lambda wc: PILE_URLS[PILE_SHARDS.index(wc.shard)],
+            sha256=lambda wc: dict(
+                zip(PILE_SHARDS, config["data"]["pile"]["sha256"])
+            ).get(wc.shard),
+        log:
+            run_path("logs", "data", "download", "{shard}.log"),
+        resources:
+            downloads=1,
+        script:
+            "../scripts/download.py"
+
+    rule corpus:
+        input:
+            expand(run_path("data", "raw", "{shard}"), shard=PILE_SHARDS),
+        output:
+            train=run_path("data", "corpus", "train.jsonl"),
+            heldout=run_path("data", "corpus", "heldout.jsonl"),
+            stats=run_path("data", "corpus", "stats.json"),
+        params:
+            heldout_documents=config["data"]["pile"]["heldout_documents"],
+        log:
+            run_path("logs", "data", "corpus.log"),
+        script:
+            "../scripts/corpus_from_shards.py"
+
+
+rule tokenizer:
+    input:
+        corpus=(
+            run_path("data", "corpus", "train.jsonl")
+            if config["data"]["tokenizer"]["kind"] == "train_bpe"
+            else []
+        ),
+    output:
+        run_path("data", "tokenizer", "tokenizer.json"),
+    params:
+        tokenizer=config["data"]["tokenizer"],
+    log:
+        run_path("logs", "data", "tokenizer.log"),
+    script:
+        "../scripts/tokenizer.py"
+
+
+rule tokenize:
+    input:
+        corpus=run_path("data", "corpus", "train.jsonl"),
+        tokenizer=run_path("data", "tokenizer", "tokenizer.json"),
+    output:
+        multiext(run_path("data", "standard", "documents"), ".bin", ".idx"),
+        stats=run_path("data", "standard", "documents.json"),
+    params:
+        append_eod=config["data"]["append_eod"],
+    threads: config["data"]["workers"]
+    log:
+        run_path("logs", "data", "tokenize.log"),
+    script:
+        "../scripts/tokenize.py"
+
+
+rule dedup:
+    input:
+        corpus=run_path("data", "corpus", "train.jsonl"),
+    output:
+        kept=run_path("data", "dedup", "kept_ids.npy"),
+        clusters=run_path("data", "dedup", "clusters.jsonl"),
+        stats=run_path("data", "dedup", "dedup_stats.json"),
+    params:
+        dedup=config["data"]["dedup"],
+    log:
+        run_path("logs", "data", "dedup.log"),
+    script:
+        "../scripts/dedup.py"
+
+
+rule deduped_documents:
+    input:
+        documents=multiext(run_path("data", "standard", "documents"), ".bin", ".idx"),
+        kept=run_path("data", "dedup", "kept_ids.npy"),
+    output:
+        multiext(run_path("data", "deduped", "documents"), ".bin", ".idx"),
+        stats=run_path("data", "deduped", "documents.json"),
+    log:
+        run_path("logs", "data", "deduped_documents.log"),
+    script:
+        "../scripts/deduped_documents.py"
+
+
+rule pack_shuffle:
+    input:
+        multiext(run_path("data", "{variant}", "documents"), ".bin", ".idx"),
+    output:
+        samples_files(),
+        index_maps=directory(run_path("data", "{variant}", "index_maps")),
+    params:
+        seq_length=SUITE.training.seq_length,
+        num_samples=SUITE.training.num_samples(config["data"]["sample_margin"]),
+        global_batch_size=SUITE.training.global_batch_size,
+        seed=SUITE.training.seed,
+    log:
+        run_path("logs", "data", "pack_shuffle_{variant}.log"),
+    script:
+        "../scripts/pack_shuffle.py"

@@ -1,0 +1,23 @@
+# One rule per figure of the paper that this suite can produce.
+
+
+rule fig_lambada_over_training:
+    input:
+        table=run_path("tables", "evals.csv"),
+        samples=expand(run_path("data", "{variant}", "samples.json"), variant=VARIANTS),
+    output:
+        pdf=report(
+            run_path("figures", "lambada_over_training.pdf"),
+            caption="../report/lambada_over_training.rst",
+            category="Evaluation over training",
+        ),
+        png=run_path("figures", "lambada_over_training.png"),
+    params:
+        task=config["eval"]["lambada_task"],
+        sizes=SIZES,
+        variants=VARIANTS,
+        global_batch_size=SUITE.training.global_batch_size,
+    log:
+        run_path("logs", "figures", "lambada_over_training.log"),
+    script:
+        "../scripts/fig_lambada_over_training.py"

@@ -1,0 +1,17 @@
+# Upload every checkpoint as branch step{N} of {org}/pythia-{size}[-deduped] (main = final step).
+
+
+rule upload:
+    input:
+        checkpoint=checkpoint_dir("{variant}", "{size}", "{step}"),
+    output:
+        run_path("hub", "{variant}", "{size}", "step{step}.json"),
+    params:
+        hub=config["hub"],
+        local_root=run_path("hub", "repos"),
+    log:
+        run_path("logs", "hub", "{variant}", "{size}", "step{step}.log"),
+    resources:
+        hub_uploads=1,
+    script:
+        "../scripts/upload.py"

@@ -1,0 +1,46 @@
+# Training as a chain of file targets: one rule per (size, segment of the checkpoint schedule).
+# Segment (a, b] resumes from checkpoint a and declares the checkpoints inside (a, b] as outputs,
+# so Snakemake restarts a model from its last finished segment after any failure.
+
+
+def _train_resources(spec):
+    res = {"runtime": int(spec.hours_per_segment * 60) or 10}
+    if spec.gpus:
+        res.update(gpu=spec.gpus, nodes=spec.nodes)
+    return res
+
+
+for _size, _spec in SUITE.models.items():
+    for _seg in SUITE.segments(_size):
+        _tag = re.sub(r"\W", "_", _size)
+
+        rule:
+            name:
+                f"train_{_tag}_{max(_seg.start, 0)}_{_seg.end}"
+                if _seg.start >= 0
+                else f"init_{_tag}"
+            input:
+                samples=samples_files(),
+                tokenizer=run_path("data", "tokenizer", "tokenizer.json"),
+                resume=(
+                    [checkpoint_dir("{variant}", _size, _seg.start)]
+                    if _seg.start >= 0
+                    else []
+                ),
+            output:
+                [directory(checkpoint_dir("{variant}", _size, s)) for s in _seg.steps],
+            params:
+                size=_size,
+                start=_seg.start,
+                end=_seg.end,
+                steps=list(_seg.steps),
+                out_template=checkpoint_dir("{variant}", _size, "{step}"),
+            threads: SUITE.training.threads
+            resources:
+                **_train_resources(_spec),
+            log:
+                run_path(
+                    "logs", "train", "{variant}", _size, f"segment{_seg.start}-{_seg.end}.log"
+                ),
+            script:
+                "../scripts/train_segment.py"

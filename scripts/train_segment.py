@@ -1,0 +1,41 @@
+"""Snakemake adapter: train one segment of one model (in-process on one device, or through a
+distributed launcher when the model asks for several GPUs/nodes)."""
+
+import subprocess
+from pathlib import Path
+
+from workflow.config import Segment, SuiteConfig
+from workflow.launch import distributed_command, needs_launcher
+from workflow.logs import log_to
+
+sm = snakemake  # noqa: F821
+with log_to(sm.log[0]) as log:
+    suite = SuiteConfig.from_dict(sm.config)
+    p = sm.params
+    segment = Segment(p.start, p.end, tuple(p.steps))
+    out_dirs = {s: Path(p.out_template.format(step=s)) for s in p.steps}
+    resume = Path(sm.input.resume[0]) if sm.input.resume else None
+    samples_prefix = sm.input.samples[0][: -len(".bin")]
+    spec = suite.models[p.size]
+    if needs_launcher(spec):
+        cmd = distributed_command(
+            suite, spec, variant=sm.wildcards.variant, samples_prefix=samples_prefix,
+            tokenizer=sm.input.tokenizer, segment=segment, out_template=p.out_template,
+            resume_from=resume, state_dir=Path(sm.log[0]).parent,
+        )
+        log.info("launching: %s", " ".join(cmd))
+        subprocess.run(cmd, check=True)
+    else:
+        from workflow.train import train_segment
+
+        train_segment(
+            suite,
+            size=p.size,
+            variant=sm.wildcards.variant,
+            samples_prefix=samples_prefix,
+            tokenizer_path=sm.input.tokenizer,
+            segment=segment,
+            out_dirs=out_dirs,
+            resume_from=resume,
+            log=log.info,
+        )

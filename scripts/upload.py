@@ -1,0 +1,21 @@
+"""Snakemake adapter: publish one checkpoint as branch step{N} and write its receipt."""
+
+from workflow.hub import publish_checkpoint, repo_id_for
+from workflow.io import write_json
+from workflow.logs import log_to
+
+sm = snakemake  # noqa: F821
+with log_to(sm.log[0]) as log:
+    hub = sm.params.hub
+    w = sm.wildcards
+    receipt = publish_checkpoint(
+        sm.input.checkpoint,
+        repo_id=repo_id_for(hub["org"], hub["repo_template"], w.size, w.variant),
+        branch=f"step{w.step}",
+        backend=hub["backend"],
+        local_root=sm.params.local_root,
+        endpoint=hub["endpoint"],
+        private=hub["private"],
+    )
+    log.info("published: %s", receipt)
+    write_json(sm.output[0], receipt)
