@@ -9,7 +9,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: f"{workflow.basedir}/config/config.yaml"
+# A --configfile describes a whole suite and replaces the embedded default (no merging of the
+# two model lists).
+if not workflow.config_settings.configfiles:
+
+    configfile: f"{workflow.basedir}/config/config.yaml"
 
 
 include: "rules/common.smk"
@@ -22,6 +26,6 @@ include: "rules/plan.smk"
 
 
 rule all:
+    default_target: True
     input:
         get_final_output(),
-    default_target: True

@@ -2,9 +2,14 @@ import re
 import sys
 from pathlib import Path
 
+# The library is importable from the workflow's base directory in every job, also inside a
+# conda env or a Slurm job (jobs inherit the environment of the Snakemake process).
 sys.path.insert(0, workflow.basedir)
 
+from workflow import export_library_path
 from workflow.config import ConfigError, SuiteConfig, validate_config
+
+export_library_path(workflow.basedir)
 
 # Validate once, fill the schema's defaults in place (scripts see them via snakemake.config).
 try:

@@ -7,10 +7,12 @@ if config["data"]["source"] == "generated":
             train=run_path("data", "corpus", "train.jsonl"),
             heldout=run_path("data", "corpus", "heldout.jsonl"),
             stats=run_path("data", "corpus", "stats.json"),
-        params:
-            generator=config["data"]["generator"],
         log:
             run_path("logs", "data", "corpus.log"),
+        conda:
+            "../envs/pipeline.yaml"
+        params:
+            generator=config["data"]["generator"],
         script:
             "../scripts/corpus.py"
 
@@ -22,15 +24,17 @@ else:
     rule download:
         output:
             run_path("data", "raw", "{shard}"),
+        log:
+            run_path("logs", "data", "download", "{shard}.log"),
+        conda:
+            "../envs/pipeline.yaml"
+        resources:
+            downloads=1,
         params:
             url=lambda wc: PILE_URLS[PILE_SHARDS.index(wc.shard)],
             sha256=lambda wc: dict(
                 zip(PILE_SHARDS, config["data"]["pile"]["sha256"])
             ).get(wc.shard),
-        log:
-            run_path("logs", "data", "download", "{shard}.log"),
-        resources:
-            downloads=1,
         script:
             "../scripts/download.py"
 
@@ -41,10 +45,12 @@ else:
             train=run_path("data", "corpus", "train.jsonl"),
             heldout=run_path("data", "corpus", "heldout.jsonl"),
             stats=run_path("data", "corpus", "stats.json"),
-        params:
-            heldout_documents=config["data"]["pile"]["heldout_documents"],
         log:
             run_path("logs", "data", "corpus.log"),
+        conda:
+            "../envs/pipeline.yaml"
+        params:
+            heldout_documents=config["data"]["pile"]["heldout_documents"],
         script:
             "../scripts/corpus_from_shards.py"
 
@@ -58,10 +64,12 @@ rule tokenizer:
         ),
     output:
         run_path("data", "tokenizer", "tokenizer.json"),
-    params:
-        tokenizer=config["data"]["tokenizer"],
     log:
         run_path("logs", "data", "tokenizer.log"),
+    conda:
+        "../envs/pipeline.yaml"
+    params:
+        tokenizer=config["data"]["tokenizer"],
     script:
         "../scripts/tokenizer.py"
 
@@ -73,11 +81,13 @@ rule tokenize:
     output:
         multiext(run_path("data", "standard", "documents"), ".bin", ".idx"),
         stats=run_path("data", "standard", "documents.json"),
-    params:
-        append_eod=config["data"]["append_eod"],
-    threads: config["data"]["workers"]
     log:
         run_path("logs", "data", "tokenize.log"),
+    conda:
+        "../envs/pipeline.yaml"
+    threads: config["data"]["workers"]
+    params:
+        append_eod=config["data"]["append_eod"],
     script:
         "../scripts/tokenize.py"
 
@@ -89,10 +99,12 @@ rule dedup:
         kept=run_path("data", "dedup", "kept_ids.npy"),
         clusters=run_path("data", "dedup", "clusters.jsonl"),
         stats=run_path("data", "dedup", "dedup_stats.json"),
-    params:
-        dedup=config["data"]["dedup"],
     log:
         run_path("logs", "data", "dedup.log"),
+    conda:
+        "../envs/pipeline.yaml"
+    params:
+        dedup=config["data"]["dedup"],
     script:
         "../scripts/dedup.py"
 
@@ -106,6 +118,8 @@ rule deduped_documents:
         stats=run_path("data", "deduped", "documents.json"),
     log:
         run_path("logs", "data", "deduped_documents.log"),
+    conda:
+        "../envs/pipeline.yaml"
     script:
         "../scripts/deduped_documents.py"
 
@@ -116,12 +130,14 @@ rule pack_shuffle:
     output:
         samples_files(),
         index_maps=directory(run_path("data", "{variant}", "index_maps")),
+    log:
+        run_path("logs", "data", "pack_shuffle_{variant}.log"),
+    conda:
+        "../envs/pipeline.yaml"
     params:
         seq_length=SUITE.training.seq_length,
         num_samples=SUITE.training.num_samples(config["data"]["sample_margin"]),
         global_batch_size=SUITE.training.global_batch_size,
         seed=SUITE.training.seed,
-    log:
-        run_path("logs", "data", "pack_shuffle_{variant}.log"),
     script:
         "../scripts/pack_shuffle.py"

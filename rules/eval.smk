@@ -7,11 +7,13 @@ rule cloze_task:
     output:
         data=run_path("evals", "tasks", "lambada_cloze.jsonl"),
         task=run_path("evals", "tasks", "lambada_cloze.yaml"),
+    log:
+        run_path("logs", "evals", "cloze_task.log"),
+    conda:
+        "../envs/pipeline.yaml"
     params:
         num_documents=config["eval"]["cloze_documents"],
         seed=SUITE.training.seed,
-    log:
-        run_path("logs", "evals", "cloze_task.log"),
     script:
         "../scripts/cloze_task.py"
 
@@ -22,10 +24,12 @@ rule evaluate:
         task=run_path("evals", "tasks", "lambada_cloze.yaml"),
     output:
         run_path("evals", "{variant}", "{size}", "step{step}", "{shots}shot.json"),
-    params:
-        eval=config["eval"],
     log:
         run_path("logs", "evals", "{variant}", "{size}", "step{step}_{shots}shot.log"),
+    conda:
+        "../envs/pipeline.yaml"
+    params:
+        eval=config["eval"],
     script:
         "../scripts/evaluate.py"
 
@@ -37,5 +41,7 @@ rule eval_table:
         run_path("tables", "evals.csv"),
     log:
         run_path("logs", "tables", "evals.log"),
+    conda:
+        "../envs/pipeline.yaml"
     script:
         "../scripts/eval_table.py"

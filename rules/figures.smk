@@ -12,12 +12,14 @@ rule fig_lambada_over_training:
             category="Evaluation over training",
         ),
         png=run_path("figures", "lambada_over_training.png"),
+    log:
+        run_path("logs", "figures", "lambada_over_training.log"),
+    conda:
+        "../envs/pipeline.yaml"
     params:
         task=config["eval"]["lambada_task"],
         sizes=SIZES,
         variants=VARIANTS,
         global_batch_size=SUITE.training.global_batch_size,
-    log:
-        run_path("logs", "figures", "lambada_over_training.log"),
     script:
         "../scripts/fig_lambada_over_training.py"

@@ -6,12 +6,14 @@ rule upload:
         checkpoint=checkpoint_dir("{variant}", "{size}", "{step}"),
     output:
         run_path("hub", "{variant}", "{size}", "step{step}.json"),
+    log:
+        run_path("logs", "hub", "{variant}", "{size}", "step{step}.log"),
+    conda:
+        "../envs/pipeline.yaml"
+    resources:
+        hub_uploads=1,
     params:
         hub=config["hub"],
         local_root=run_path("hub", "repos"),
-    log:
-        run_path("logs", "hub", "{variant}", "{size}", "step{step}.log"),
-    resources:
-        hub_uploads=1,
     script:
         "../scripts/upload.py"

@@ -4,9 +4,11 @@
 rule plan:
     output:
         run_path("plan", "jobs.csv"),
-    params:
-        config=config,
     log:
         run_path("logs", "plan.log"),
+    conda:
+        "../envs/pipeline.yaml"
+    params:
+        config=config,
     script:
         "../scripts/plan.py"

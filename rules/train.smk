@@ -29,18 +29,27 @@ for _size, _spec in SUITE.models.items():
                 ),
             output:
                 [directory(checkpoint_dir("{variant}", _size, s)) for s in _seg.steps],
+            log:
+                run_path(
+                    "logs",
+                    "train",
+                    "{variant}",
+                    _size,
+                    f"segment{_seg.start}-{_seg.end}.log",
+                ),
+            conda:
+                "../envs/train-gpu.yaml"
+            threads: SUITE.training.threads
+            resources:
+                **_train_resources(_spec),
             params:
                 size=_size,
                 start=_seg.start,
                 end=_seg.end,
                 steps=list(_seg.steps),
-                out_template=checkpoint_dir("{variant}", _size, "{step}"),
-            threads: SUITE.training.threads
-            resources:
-                **_train_resources(_spec),
-            log:
-                run_path(
-                    "logs", "train", "{variant}", _size, f"segment{_seg.start}-{_seg.end}.log"
+                # a function, so "{step}" stays a template for the script
+                out_template=lambda wc, size=_size: checkpoint_dir(
+                    wc.variant, size, "{step}"
                 ),
             script:
                 "../scripts/train_segment.py"

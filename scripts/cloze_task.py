@@ -6,7 +6,9 @@ from workflow.logs import log_to
 sm = snakemake  # noqa: F821
 with log_to(sm.log[0]) as log:
     stats = build_cloze_task(
-        sm.input.heldout, sm.output.data, num_documents=sm.params.num_documents,
+        sm.input.heldout,
+        sm.output.data,
+        num_documents=sm.params.num_documents,
         seed=sm.params.seed,
     )
     write_task_yaml("lambada_cloze", sm.output.data, sm.output.task)

@@ -19,9 +19,15 @@ with log_to(sm.log[0]) as log:
     spec = suite.models[p.size]
     if needs_launcher(spec):
         cmd = distributed_command(
-            suite, spec, variant=sm.wildcards.variant, samples_prefix=samples_prefix,
-            tokenizer=sm.input.tokenizer, segment=segment, out_template=p.out_template,
-            resume_from=resume, state_dir=Path(sm.log[0]).parent,
+            suite,
+            spec,
+            variant=sm.wildcards.variant,
+            samples_prefix=samples_prefix,
+            tokenizer=sm.input.tokenizer,
+            segment=segment,
+            out_template=p.out_template,
+            resume_from=resume,
+            state_dir=Path(sm.log[0]).parent,
         )
         log.info("launching: %s", " ".join(cmd))
         subprocess.run(cmd, check=True)

@@ -102,20 +102,25 @@ def _check_semantics(config: dict, source: str) -> None:
                 f"models.{name}: rotary dims int({head} * rotary_pct {t['rotary_pct']}) = {rot} "
                 "must be even"
             )
-        dp = max(1, m["gpus"]) // m["model_parallel"]
+        dp = max(1, m["gpus"] * m["nodes"]) // m["model_parallel"]
         if m["micro_batch_size"] is not None and t["global_batch_size"] % (
             m["micro_batch_size"] * max(dp, 1)
         ):
             problems.append(
-                f"models.{name}.micro_batch_size: global_batch_size {t['global_batch_size']} is not "
-                f"a multiple of micro_batch_size {m['micro_batch_size']} x data-parallel {dp}"
+                f"models.{name}.micro_batch_size: global_batch_size {t['global_batch_size']} "
+                f"is not a multiple of micro_batch_size {m['micro_batch_size']} "
+                f"x data-parallel {dp}"
             )
     for s in config.get("sizes") or []:
         if s not in config["models"]:
-            problems.append(f"sizes: {s!r} is not a model of `models` ({', '.join(config['models'])})")
+            problems.append(
+                f"sizes: {s!r} is not a model of `models` ({', '.join(config['models'])})"
+            )
     for s in config.get("eval", {}).get("steps", []):
         if s > t["train_iters"]:
-            problems.append(f"eval.steps: step {s} is beyond training.train_iters {t['train_iters']}")
+            problems.append(
+                f"eval.steps: step {s} is beyond training.train_iters {t['train_iters']}"
+            )
     if config["data"]["source"] == "pile_jsonl" and not config["data"]["pile"]["urls"]:
         problems.append("data.pile.urls: source 'pile_jsonl' needs at least one URL or path")
     if problems:

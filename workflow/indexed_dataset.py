@@ -33,9 +33,15 @@ DTYPES = {
     7: np.float64,
     8: np.uint16,
 }
-CODES = {np.dtype(np.uint8): 1, np.dtype(np.int8): 2, np.dtype(np.int16): 3,
-         np.dtype(np.int32): 4, np.dtype(np.int64): 5, np.dtype(np.float64): 7,
-         np.dtype(np.uint16): 8}
+CODES = {
+    np.dtype(np.uint8): 1,
+    np.dtype(np.int8): 2,
+    np.dtype(np.int16): 3,
+    np.dtype(np.int32): 4,
+    np.dtype(np.int64): 5,
+    np.dtype(np.float64): 7,
+    np.dtype(np.uint16): 8,
+}
 _HEADER = len(MAGIC) + 8 + 1 + 8 + 8
 
 
@@ -130,9 +136,7 @@ def write_index(idx_path: Path, dtype: np.dtype, sizes: np.ndarray, doc_idx) -> 
         f.write(doc_idx.tobytes(order="C"))
 
 
-def write_indexed_dataset(
-    prefix: str | os.PathLike, sequences: Iterable, dtype=np.uint16
-) -> None:
+def write_indexed_dataset(prefix: str | os.PathLike, sequences: Iterable, dtype=np.uint16) -> None:
     """Write each sequence as one document."""
     with IndexedDatasetWriter(prefix, dtype) as w:
         for seq in sequences:
@@ -196,8 +200,10 @@ class MMapIndexedDataset:
         size = int(self.sizes[i])
         length = size - offset if length is None else length
         start = int(self.pointers[i]) + offset * self.dtype.itemsize
-        return np.frombuffer(self._bin, self.dtype, length, start) if length else np.empty(
-            0, self.dtype
+        return (
+            np.frombuffer(self._bin, self.dtype, length, start)
+            if length
+            else np.empty(0, self.dtype)
         )
 
     def __getitem__(self, i: int) -> np.ndarray:

@@ -22,20 +22,37 @@ def needs_launcher(spec: ModelSpec) -> bool:
 
 
 def train_args(
-    suite_json: Path, *, size: str, variant: str, samples_prefix: str, tokenizer: str,
-    segment: Segment, out_template: str, resume_from: Path | None,
+    suite_json: Path,
+    *,
+    size: str,
+    variant: str,
+    samples_prefix: str,
+    tokenizer: str,
+    segment: Segment,
+    out_template: str,
+    resume_from: Path | None,
 ) -> list[str]:
     args = [
-        "-m", "workflow.train",
-        "--config-json", str(suite_json),
-        "--size", size,
-        "--variant", variant,
-        "--samples", str(samples_prefix),
-        "--tokenizer", str(tokenizer),
-        "--start", str(segment.start),
-        "--end", str(segment.end),
-        "--steps", ",".join(map(str, segment.steps)),
-        "--out-template", out_template,
+        "-m",
+        "workflow.train",
+        "--config-json",
+        str(suite_json),
+        "--size",
+        size,
+        "--variant",
+        variant,
+        "--samples",
+        str(samples_prefix),
+        "--tokenizer",
+        str(tokenizer),
+        "--start",
+        str(segment.start),
+        "--end",
+        str(segment.end),
+        "--steps",
+        ",".join(map(str, segment.steps)),
+        "--out-template",
+        out_template,
     ]
     if resume_from is not None:
         args += ["--resume-from", str(resume_from)]
@@ -43,29 +60,56 @@ def train_args(
 
 
 def distributed_command(
-    suite: SuiteConfig, spec: ModelSpec, *, variant: str, samples_prefix: str, tokenizer: str,
-    segment: Segment, out_template: str, resume_from: Path | None, state_dir: Path,
+    suite: SuiteConfig,
+    spec: ModelSpec,
+    *,
+    variant: str,
+    samples_prefix: str,
+    tokenizer: str,
+    segment: Segment,
+    out_template: str,
+    resume_from: Path | None,
+    state_dir: Path,
 ) -> list[str]:
     """The command that starts spec.gpus ranks on each of spec.nodes nodes."""
     suite_json = Path(state_dir) / f"suite-{spec.name}-{variant}-{segment.end}.json"
     with atomic_path(suite_json) as tmp:
         tmp.write_text(json.dumps(suite.raw, sort_keys=True))
     args = train_args(
-        suite_json, size=spec.name, variant=variant, samples_prefix=samples_prefix,
-        tokenizer=tokenizer, segment=segment, out_template=out_template, resume_from=resume_from,
+        suite_json,
+        size=spec.name,
+        variant=variant,
+        samples_prefix=samples_prefix,
+        tokenizer=tokenizer,
+        segment=segment,
+        out_template=out_template,
+        resume_from=resume_from,
     )
     if spec.nodes == 1:
         return [
-            sys.executable, "-m", "torch.distributed.run", "--standalone",
-            f"--nproc_per_node={spec.gpus}", *args,
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={spec.gpus}",
+            *args,
         ]
     inner = " ".join(
         [
             "MASTER_ADDR=$(scontrol show hostnames $SLURM_JOB_NODELIST | head -n1);",
-            shlex.quote(sys.executable), "-m", "torch.distributed.run",
-            "--nnodes", str(spec.nodes), "--node_rank", "$SLURM_NODEID",
-            "--nproc_per_node", str(spec.gpus),
-            "--master_addr", "$MASTER_ADDR", "--master_port", str(MASTER_PORT),
+            shlex.quote(sys.executable),
+            "-m",
+            "torch.distributed.run",
+            "--nnodes",
+            str(spec.nodes),
+            "--node_rank",
+            "$SLURM_NODEID",
+            "--nproc_per_node",
+            str(spec.gpus),
+            "--master_addr",
+            "$MASTER_ADDR",
+            "--master_port",
+            str(MASTER_PORT),
             *(shlex.quote(a) for a in args),
         ]
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 from pathlib import Path
 
 
@@ -16,8 +15,10 @@ def log_to(path: str | os.PathLike | None, level: int = logging.INFO):
         yield logging.getLogger("pythia")
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(
-        f
+    with (
+        open(path, "a", buffering=1) as f,
+        contextlib.redirect_stdout(f),
+        contextlib.redirect_stderr(f),
     ):
         handler = logging.StreamHandler(f)
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))

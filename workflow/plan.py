@@ -15,8 +15,17 @@ from typing import Any
 from workflow.config import SuiteConfig
 from workflow.io import atomic_path
 
-COLUMNS = ["stage", "variant", "size", "first_step", "last_step", "gpus", "nodes", "hours",
-           "gpu_hours"]
+COLUMNS = [
+    "stage",
+    "variant",
+    "size",
+    "first_step",
+    "last_step",
+    "gpus",
+    "nodes",
+    "hours",
+    "gpu_hours",
+]
 
 
 def plan_jobs(config: Mapping[str, Any]) -> list[dict]:
@@ -29,24 +38,49 @@ def plan_jobs(config: Mapping[str, Any]) -> list[dict]:
             for seg in suite.segments(size):
                 steps = seg.end - max(seg.start, 0)
                 hours = spec.hours_per_segment * steps / max(spec.segment_steps, 1)
-                jobs.append(dict(
-                    stage="train", variant=variant, size=size, first_step=max(seg.start, 0),
-                    last_step=seg.end, gpus=spec.gpus, nodes=spec.nodes, hours=round(hours, 4),
-                    gpu_hours=round(hours * gpus, 4),
-                ))
+                jobs.append(
+                    dict(
+                        stage="train",
+                        variant=variant,
+                        size=size,
+                        first_step=max(seg.start, 0),
+                        last_step=seg.end,
+                        gpus=spec.gpus,
+                        nodes=spec.nodes,
+                        hours=round(hours, 4),
+                        gpu_hours=round(hours * gpus, 4),
+                    )
+                )
             for step in suite.eval_steps():
                 for shots in ev["num_fewshot"]:
                     gh = ev["gpu_hours_per_job"] if spec.gpus else 0.0
-                    jobs.append(dict(
-                        stage=f"eval_{shots}shot", variant=variant, size=size, first_step=step,
-                        last_step=step, gpus=1 if spec.gpus else 0, nodes=1, hours=gh,
-                        gpu_hours=gh,
-                    ))
+                    jobs.append(
+                        dict(
+                            stage=f"eval_{shots}shot",
+                            variant=variant,
+                            size=size,
+                            first_step=step,
+                            last_step=step,
+                            gpus=1 if spec.gpus else 0,
+                            nodes=1,
+                            hours=gh,
+                            gpu_hours=gh,
+                        )
+                    )
             for step in suite.training.schedule:
-                jobs.append(dict(
-                    stage="upload", variant=variant, size=size, first_step=step, last_step=step,
-                    gpus=0, nodes=1, hours=0.0, gpu_hours=0.0,
-                ))
+                jobs.append(
+                    dict(
+                        stage="upload",
+                        variant=variant,
+                        size=size,
+                        first_step=step,
+                        last_step=step,
+                        gpus=0,
+                        nodes=1,
+                        hours=0.0,
+                        gpu_hours=0.0,
+                    )
+                )
     return jobs
 
 

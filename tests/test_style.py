@@ -1,0 +1,88 @@
+"""The repository stays ruff-, snakefmt- and snakemake --lint clean, and the library stays
+free of Snakemake."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run(*cmd):
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff not installed")
+def test_ruff_clean():
+    proc = run("ruff", "check", "workflow", "scripts", "tests")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("snakefmt") is None, reason="snakefmt not installed")
+def test_snakefmt_clean():
+    proc = run("snakefmt", "--check", "Snakefile", "rules")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_snakemake_lint_clean():
+    proc = run(sys.executable, "-m", "snakemake", "--lint")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Congratulations" in proc.stdout + proc.stderr
+
+
+def test_library_does_not_import_snakemake():
+    for path in (REPO / "workflow").rglob("*.py"):
+        text = path.read_text()
+        assert "import snakemake" not in text and "from snakemake" not in text, path
+
+
+def test_paper_suite_plans_without_network(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "-q",
+            "--configfile",
+            "config/pythia.yaml",
+            "--directory",
+            str(tmp_path),
+            "--snakefile",
+            str(REPO / "Snakefile"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--configfile",
+            "config/pythia.yaml",
+            "--directory",
+            str(tmp_path),
+            "--snakefile",
+            str(REPO / "Snakefile"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    ).stdout
+    counts = {}
+    for line in summary.split("Job stats:")[1].splitlines()[3:]:
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    assert counts["download"] == 30
+    assert counts["upload"] == 16 * 154
+    assert counts["evaluate"] == 16 * 27

@@ -1,0 +1,165 @@
+"""The whole DAG through Snakemake on a reduced embedded suite (tests/data/ci.yaml).
+
+One module-scoped run; the tests below check the content of what it produced.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from workflow.indexed_dataset import MMapIndexedDataset
+
+REPO = Path(__file__).resolve().parent.parent
+CI_CONFIG = REPO / "tests" / "data" / "ci.yaml"
+CFG = yaml.safe_load(CI_CONFIG.read_text())
+SIZES = list(CFG["models"])
+VARIANTS = CFG["variants"]
+ITERS = CFG["training"]["train_iters"]
+B = CFG["training"]["global_batch_size"]
+
+pytestmark = pytest.mark.workflow
+
+
+def snakemake(workdir, *args, timeout=1500):
+    env = dict(os.environ, DS_ACCELERATOR="cpu", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(CI_CONFIG),
+        "--cores",
+        "2",
+        *args,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("dag")
+    proc = snakemake(workdir, "--show-failed-logs")
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-6000:]
+    return workdir / "results" / "ci"
+
+
+def test_second_run_has_nothing_to_do(run):
+    proc = snakemake(run.parent.parent, "-n")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_dedup_removed_the_planted_near_duplicates(run):
+    stats = json.loads((run / "data" / "dedup" / "dedup_stats.json").read_text())
+    assert stats["documents_removed"] > 0
+    std = MMapIndexedDataset(run / "data" / "standard" / "documents")
+    ded = MMapIndexedDataset(run / "data" / "deduped" / "documents")
+    assert len(ded) == len(std) - stats["documents_removed"]
+    assert ded.num_tokens < std.num_tokens
+
+
+def test_every_checkpoint_loads_and_gives_a_finite_loss(run):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    for variant in VARIANTS:
+        samples = MMapIndexedDataset(run / "data" / variant / "samples")
+        for size in SIZES:
+            step = ITERS // 2
+            ckpt = run / "models" / variant / size / f"step{step}"
+            model = AutoModelForCausalLM.from_pretrained(ckpt)
+            AutoTokenizer.from_pretrained(ckpt)
+            rows = torch.from_numpy(samples.get_rows(step * B, (step + 1) * B).astype(np.int64))
+            with torch.no_grad():
+                logits = model(rows[:, :-1]).logits
+            loss = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), rows[:, 1:].reshape(-1)
+            )
+            assert math.isfinite(loss.item())
+            meta = json.loads((ckpt / "pythia_checkpoint.json").read_text())
+            assert meta["step"] == step and meta["samples_seen"] == step * B
+
+
+def test_training_lowered_the_loss(run):
+    for variant in VARIANTS:
+        for size in SIZES:
+            first = json.loads(
+                (run / "models" / variant / size / "step1" / "pythia_checkpoint.json").read_text()
+            )
+            last = json.loads(
+                (
+                    run / "models" / variant / size / f"step{ITERS}" / "pythia_checkpoint.json"
+                ).read_text()
+            )
+            assert last["metrics"]["loss"] < first["metrics"]["loss"]
+
+
+def test_batch_viewer_prints_the_rows_of_a_step(run):
+    step = 3
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "workflow.batch_viewer",
+            "--run",
+            "ci",
+            "--variant",
+            "deduped",
+            "--step",
+            str(step),
+            "--results-dir",
+            str(run.parent),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    printed = [
+        line.split(":", 1)[1].split()
+        for line in proc.stdout.splitlines()
+        if line.startswith(f"step{step} ")
+    ]
+    rows = MMapIndexedDataset(run / "data" / "deduped" / "samples").get_rows(
+        step * B, (step + 1) * B
+    )
+    assert [list(map(int, r)) for r in printed] == rows.tolist()
+
+
+def test_checkpoints_are_on_the_hub_branches(run):
+    for variant in VARIANTS:
+        for size in SIZES:
+            receipt = json.loads((run / "hub" / variant / size / f"step{ITERS}.json").read_text())
+            assert receipt["branch"] == f"step{ITERS}"
+            assert "model.safetensors" in receipt["files"]
+            repo = run / "hub" / "repos" / f"{receipt['repo_id']}.git"
+            head = subprocess.run(
+                ["git", "--git-dir", str(repo), "rev-parse", f"refs/heads/step{ITERS}"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            assert head == receipt["commit"]
+
+
+def test_evals_and_figure(run):
+    import pandas as pd
+
+    table = pd.read_csv(run / "tables" / "evals.csv")
+    assert set(table["variant"]) == set(VARIANTS) and set(table["size"]) == set(SIZES)
+    assert set(table["step"]) == set(CFG["eval"]["steps"])
+    acc = table[table["metric"] == "acc"]["value"]
+    assert acc.between(0, 1).all()
+    for ext, magic in (("pdf", b"%PDF"), ("png", b"\x89PNG")):
+        fig = run / "figures" / f"lambada_over_training.{ext}"
+        assert fig.read_bytes()[:4] == magic and fig.stat().st_size > 5000
