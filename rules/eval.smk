@@ -13,6 +13,7 @@ rule cloze_task:
         "../envs/pipeline.yaml"
     params:
         num_documents=config["eval"]["cloze_documents"],
+        max_words=config["eval"]["cloze_max_words"],
         seed=SUITE.training.seed,
     script:
         "../scripts/cloze_task.py"
@@ -30,6 +31,7 @@ rule evaluate:
         "../envs/pipeline.yaml"
     params:
         eval=config["eval"],
+    threads: config["eval"]["threads"]
     script:
         "../scripts/evaluate.py"
 

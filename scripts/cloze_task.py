@@ -10,6 +10,7 @@ with log_to(sm.log[0]) as log:
         sm.output.data,
         num_documents=sm.params.num_documents,
         seed=sm.params.seed,
+        max_words=sm.params.max_words,
     )
     write_task_yaml("lambada_cloze", sm.output.data, sm.output.task)
     log.info("cloze task: %s", stats)

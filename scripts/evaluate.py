@@ -1,13 +1,23 @@
-"""Snakemake adapter: lm-evaluation-harness on one checkpoint."""
+"""Snakemake adapter: lm-evaluation-harness on one local checkpoint."""
 
-from pathlib import Path
+import os
 
-from workflow.evaluate import evaluate_checkpoint
-from workflow.io import write_json
-from workflow.logs import log_to
+# A local checkpoint and local task files: nothing to fetch, so forbid the Hub before any
+# Hugging Face library is imported.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+from workflow.evaluate import evaluate_checkpoint  # noqa: E402
+from workflow.io import write_json  # noqa: E402
+from workflow.logs import log_to  # noqa: E402
 
 sm = snakemake  # noqa: F821
 with log_to(sm.log[0]) as log:
+    torch.set_num_threads(sm.threads)
     ev = sm.params.eval
     result = evaluate_checkpoint(
         sm.input.checkpoint,

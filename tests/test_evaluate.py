@@ -1,0 +1,138 @@
+"""workflow.evaluate: cloze task from held-out docs, lm-eval YAML, real lm-eval runs (offline)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import yaml
+from helpers_checkpoints import block_external_network, isolate_hf, make_checkpoint, write_heldout
+
+from workflow.evaluate import (
+    CLOZE_TASK,
+    build_cloze_task,
+    cloze_passage,
+    evaluate_checkpoint,
+    write_task_yaml,
+)
+
+
+@pytest.fixture(autouse=True)
+def network_attempts(monkeypatch, tmp_path):
+    attempts = block_external_network(monkeypatch)
+    isolate_hf(monkeypatch, tmp_path / "hf_home", offline=True)
+    yield attempts
+    assert attempts == [], f"tried to reach the network: {attempts}"
+
+
+@pytest.fixture(scope="module")
+def hubeval_task(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    heldout = write_heldout(root / "heldout.jsonl", 30)
+    summary = build_cloze_task(heldout, root / "data" / "cloze.jsonl", num_documents=20)
+    write_task_yaml(
+        CLOZE_TASK, root / "data" / "cloze.jsonl", root / "tasks" / "lambada_cloze.yaml"
+    )
+    ckpt = make_checkpoint(root / "ckpt" / "step8", 8, seed=8)
+    return {"root": root, "summary": summary, "ckpt": ckpt, "tasks": root / "tasks"}
+
+
+def test_cloze_passage():
+    assert cloze_passage("one two three four five six.", 60) == "one two three four five six"
+    assert cloze_passage("a b c d e f g h.", 4) == "e f g h"
+    assert cloze_passage("a\nb  c\td e ...", 60) == "a b c d e"
+    assert cloze_passage("too short here.", 60) is None
+
+
+def test_build_cloze_task(hubeval_task, tmp_path):
+    s = hubeval_task["summary"]
+    assert (s["num_documents"], s["eligible"], s["skipped_short"]) == (20, 30, 1)
+    lines = [json.loads(x) for x in (hubeval_task["root"] / "data" / "cloze.jsonl").open()]
+    assert len(lines) == 20 and all(set(d) == {"text"} for d in lines)
+    for d in lines:
+        words = d["text"].split(" ")
+        assert 5 <= len(words) <= 60 and words[-1].isalpha()
+    again = build_cloze_task(
+        hubeval_task["root"] / "heldout.jsonl", tmp_path / "again.jsonl", num_documents=20
+    )
+    assert again["sha256"] == s["sha256"]  # deterministic choice
+    other = build_cloze_task(
+        hubeval_task["root"] / "heldout.jsonl", tmp_path / "seed.jsonl", num_documents=20, seed=7
+    )
+    assert other["sha256"] != s["sha256"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine words are here ok"}\n{"txt": 1}\n')
+    with pytest.raises(ValueError, match=r"bad\.jsonl:2: expected a JSON object with a 'text'"):
+        build_cloze_task(bad, tmp_path / "x.jsonl", num_documents=5)
+
+
+def test_task_yaml_uses_absolute_path(hubeval_task):
+    task = yaml.safe_load((hubeval_task["tasks"] / "lambada_cloze.yaml").read_text())
+    assert task["task"] == CLOZE_TASK and task["output_type"] == "loglikelihood"
+    data = task["dataset_kwargs"]["data_files"]["test"]
+    assert data.startswith("/") and data.endswith("data/cloze.jsonl")
+    assert [m["metric"] for m in task["metric_list"]] == ["perplexity", "acc"]
+
+
+@pytest.mark.parametrize("shots, offline", [(0, False), (1, True)])
+def test_evaluate_checkpoint_runs_lm_eval(hubeval_task, shots, offline, monkeypatch, tmp_path):
+    # offline=False: even without HF_HUB_OFFLINE a local checkpoint must not touch the network
+    # (the autouse fixture fails the test on any attempt, including ones lm-eval swallows)
+    isolate_hf(monkeypatch, tmp_path / "hf_home", offline=offline)
+    monkeypatch.chdir(tmp_path)  # data path must not depend on the CWD
+    out = evaluate_checkpoint(
+        hubeval_task["ckpt"],
+        tasks_dir=hubeval_task["tasks"],
+        tasks=[CLOZE_TASK],
+        num_fewshot=shots,
+        batch_size=8,
+    )
+    json.dumps(out, allow_nan=False)  # what the rule writes with write_json
+    metrics = out["results"][CLOZE_TASK]
+    assert math.isfinite(metrics["perplexity"]) and metrics["perplexity"] > 1
+    assert 0.0 <= metrics["acc"] <= 1.0
+    assert out["n_samples"][CLOZE_TASK]["effective"] == 20
+    assert out["config"]["num_fewshot"] == shots and out["config"]["lm_eval_version"] == "0.4.13"
+    assert out["checkpoint"]["step"] == 8
+
+
+def test_evaluate_checkpoint_user_errors(hubeval_task, tmp_path):
+    kw = dict(tasks_dir=hubeval_task["tasks"], num_fewshot=0)
+    with pytest.raises(ValueError, match="lm-eval ignores revisions of directories"):
+        evaluate_checkpoint(hubeval_task["ckpt"], tasks=[CLOZE_TASK], revision="step8", **kw)
+    # not ours and not one of lm-eval's built-ins either
+    with pytest.raises(ValueError, match=r"unknown lm-eval task\(s\) \['no_such_task'\]"):
+        evaluate_checkpoint(hubeval_task["ckpt"], tasks=["no_such_task"], **kw)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        evaluate_checkpoint(tmp_path / "missing", tasks=[CLOZE_TASK], **kw)
+
+
+def test_evaluate_published_checkpoint_by_revision(hubeval_task, monkeypatch, tmp_path):
+    """checkpoints: published: lm-eval loads {org}/{repo} at revision step{N} from the Hub API."""
+    from minihub import MiniHub
+
+    from workflow.hub import publish_checkpoint
+
+    repo = "pythia-workflow/pythia-tiny-70m"
+    with MiniHub(tmp_path / "minihub") as hub:
+        isolate_hf(monkeypatch, tmp_path / "hf_online", offline=False, endpoint=hub.url)
+        receipt = publish_checkpoint(
+            hubeval_task["ckpt"],
+            repo_id=repo,
+            branch="step8",
+            backend="huggingface",
+            endpoint=hub.url,
+            token="minihub-test",
+        )
+        out = evaluate_checkpoint(
+            repo,
+            revision="step8",
+            tasks_dir=hubeval_task["tasks"],
+            tasks=[CLOZE_TASK],
+            num_fewshot=0,
+            limit=5,
+        )
+    assert out["config"]["model_sha"] == receipt["commit"]
+    assert out["config"]["revision"] == "step8" and out["checkpoint"] is None
+    assert math.isfinite(out["results"][CLOZE_TASK]["perplexity"])

@@ -1,0 +1,91 @@
+"""workflow.figures: the long eval table and the Fig. 10 analogue from synthetic eval JSONs."""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import pytest
+
+from workflow.figures import collect_evals, plot_over_training, size_key, write_table
+from workflow.io import write_json
+
+SIZES = ["tiny-70m", "tiny-160m", "tiny-1b", "tiny-1.4b", "tiny-12b"]
+STEPS = [0, 1, 2, 4, 8, 16, 32, 64, 96]
+
+
+def fake_result(size_index: int, step: int, variant: str) -> dict:
+    progress = math.log1p(step) / math.log1p(96)
+    acc = min(0.05 + 0.12 * size_index * progress + (0.02 if variant == "deduped" else 0), 1)
+    ppl = 1000.0 * math.exp(-(1 + 0.5 * size_index) * progress)
+    return {
+        "results": {
+            "lambada_cloze": {
+                "acc": acc,
+                "acc_stderr": 0.01,
+                "perplexity": ppl,
+                "perplexity_stderr": None,
+            }
+        },
+        "versions": {"lambada_cloze": 1.0},
+        "config": {"num_fewshot": 0},
+    }
+
+
+@pytest.fixture
+def eval_tree(tmp_path):
+    paths = []
+    for variant in ("standard", "deduped"):
+        for i, size in enumerate(SIZES):
+            for step in STEPS:
+                p = tmp_path / "results/tiny/evals" / variant / size / f"step{step}" / "0shot.json"
+                write_json(p, fake_result(i, step, variant))
+                paths.append(p)
+    return paths
+
+
+def test_size_key_orders_by_parameters():
+    assert sorted(SIZES[::-1], key=size_key) == SIZES
+    assert sorted(["12b", "70m", "1.4b", "410m"], key=size_key) == ["70m", "410m", "1.4b", "12b"]
+
+
+def test_collect_evals_long_table(eval_tree, tmp_path):
+    df = collect_evals(eval_tree)
+    assert list(df.columns) == ["variant", "size", "step", "shots", "task", "metric", "value"]
+    # 2 variants x 5 sizes x 9 steps x 3 metrics with values (perplexity_stderr None is dropped)
+    assert len(df) == 2 * 5 * 9 * 3
+    assert set(df["metric"]) == {"acc", "acc_stderr", "perplexity"}
+    assert df["step"].dtype.kind == "i" and df["shots"].dtype.kind == "i"
+    row = df[
+        (df.variant == "deduped")
+        & (df["size"] == "tiny-1b")
+        & (df.step == 8)
+        & (df.metric == "acc")
+    ]
+    assert row["value"].item() == pytest.approx(
+        fake_result(2, 8, "deduped")["results"]["lambada_cloze"]["acc"]
+    )
+    assert list(df[df.variant == "standard"]["size"].unique()) == SIZES  # size order, not lexical
+    write_table(df, tmp_path / "tables" / "evals.csv")
+    assert (tmp_path / "tables" / "evals.csv").read_text().startswith("variant,size,step")
+
+
+def test_collect_evals_names_bad_path(tmp_path):
+    bad = tmp_path / "evals" / "standard" / "tiny-70m" / "final" / "0shot.json"
+    write_json(bad, fake_result(0, 0, "standard"))
+    with pytest.raises(ValueError, match="final/0shot.json does not match"):
+        collect_evals([bad])
+
+
+def test_plot_over_training(eval_tree, tmp_path):
+    df = collect_evals(eval_tree)
+    pdf, png = tmp_path / "figures" / "fig10.pdf", tmp_path / "figures" / "fig10.png"
+    plot_over_training(df, pdf, png, epoch_boundaries={"standard": None, "deduped": 64})
+    assert pdf.read_bytes().startswith(b"%PDF")
+    data = png.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    width, height = struct.unpack(">II", data[16:24])
+    assert 800 < width < 3000 and 500 < height < 2000
+    assert not list(pdf.parent.glob(".*.tmp"))  # atomic: no temp files left behind
+    with pytest.raises(ValueError, match="no results for task 'piqa'"):
+        plot_over_training(df, pdf, png, task="piqa")

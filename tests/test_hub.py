@@ -1,0 +1,298 @@
+"""workflow.hub: Pythia's checkpoint layout (repo per model, branch step{N}, main = final step).
+
+local_git is tested directly; the huggingface backend through the real huggingface_hub and
+transformers clients against minihub, a loopback Hub-API test double (tests/minihub.py).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import subprocess
+from concurrent.futures import ProcessPoolExecutor
+
+import pytest
+from helpers_checkpoints import block_external_network, isolate_hf, make_checkpoint
+from minihub import MiniHub
+
+from workflow.hub import (
+    HubError,
+    ReceiptMismatch,
+    checkpoint_files,
+    download_checkpoint,
+    list_branches,
+    local_repo_path,
+    publish_checkpoint,
+    repo_id_for,
+    verify_receipt,
+)
+
+REPO = "pythia-workflow/pythia-tiny-70m"
+PUBLISHED = [
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "pythia_checkpoint.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+]
+
+
+@pytest.fixture(autouse=True)
+def network_attempts(monkeypatch):
+    attempts = block_external_network(monkeypatch)
+    yield attempts
+    assert attempts == [], f"tried to reach the network: {attempts}"
+
+
+@pytest.fixture(scope="module")
+def hubeval_ckpts(tmp_path_factory):
+    """Tiny checkpoints for steps 0, 1, 2, 4, 8 (different weights each)."""
+    root = tmp_path_factory.mktemp("ckpts")
+    return {s: make_checkpoint(root / f"step{s}", s, seed=s) for s in (0, 1, 2, 4, 8)}
+
+
+def test_repo_id_for():
+    assert repo_id_for("EleutherAI", "pythia-{size}{suffix}", "70m", "standard") == (
+        "EleutherAI/pythia-70m"
+    )
+    assert repo_id_for("EleutherAI", "pythia-{size}{suffix}", "1.4b", "deduped") == (
+        "EleutherAI/pythia-1.4b-deduped"
+    )
+    with pytest.raises(ValueError, match="unknown variant 'dedup'"):
+        repo_id_for("o", "pythia-{size}{suffix}", "70m", "dedup")
+    with pytest.raises(ValueError, match=r"may only use \{size\} and \{suffix\}"):
+        repo_id_for("o", "pythia-{model}", "70m", "standard")
+
+
+def test_checkpoint_files_skip_deepspeed(hubeval_ckpts):
+    assert (hubeval_ckpts[8] / "deepspeed").is_dir()
+    assert checkpoint_files(hubeval_ckpts[8]) == PUBLISHED
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        checkpoint_files(hubeval_ckpts[8] / "nowhere")
+
+
+def test_local_git_round_trip_and_determinism(hubeval_ckpts, tmp_path):
+    ckpt = hubeval_ckpts[8]
+    kw = dict(repo_id=REPO, branch="step8", backend="local_git")
+    receipt = publish_checkpoint(ckpt, local_root=tmp_path / "hub", **kw)
+    assert receipt["step"] == 8 and sorted(receipt["files"]) == PUBLISHED
+    assert receipt["bytes"] == sum((ckpt / f).stat().st_size for f in PUBLISHED)
+    assert receipt["url_or_path"] == str(local_repo_path(tmp_path / "hub", REPO))
+    json.dumps(receipt)  # serialisable as written by the rule
+    # identical files -> the same commit, in this repo and in a fresh one
+    again = publish_checkpoint(ckpt, local_root=tmp_path / "hub", **kw)
+    fresh = publish_checkpoint(ckpt, local_root=tmp_path / "other", **kw)
+    assert receipt["commit"] == again["commit"] == fresh["commit"]
+    assert list_branches(tmp_path / "hub", REPO) == {
+        "main": receipt["commit"],
+        "step8": receipt["commit"],
+    }
+
+    out = download_checkpoint(
+        repo_id=REPO,
+        revision="step8",
+        backend="local_git",
+        out_dir=tmp_path / "dl",
+        local_root=tmp_path / "hub",
+    )
+    assert sorted(os.listdir(out)) == PUBLISHED  # no deepspeed/ on the hub
+    verify_receipt(receipt, out, allow_extra=False)
+    with pytest.raises(HubError, match="has no revision 'step9'"):
+        download_checkpoint(
+            repo_id=REPO,
+            revision="step9",
+            backend="local_git",
+            out_dir=tmp_path / "dl9",
+            local_root=tmp_path / "hub",
+        )
+    assert not (tmp_path / "dl9").exists()
+
+
+def test_tampered_checkpoint_is_detected(hubeval_ckpts, tmp_path):
+    root = tmp_path / "hub"
+    r0 = publish_checkpoint(
+        hubeval_ckpts[0], repo_id=REPO, branch="step0", backend="local_git", local_root=root
+    )
+    r8 = publish_checkpoint(
+        hubeval_ckpts[8], repo_id=REPO, branch="step8", backend="local_git", local_root=root
+    )
+    out = download_checkpoint(
+        repo_id=REPO,
+        revision="step8",
+        backend="local_git",
+        out_dir=tmp_path / "dl",
+        local_root=root,
+    )
+    weights = out / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ReceiptMismatch, match=r"model\.safetensors: sha256") as err:
+        verify_receipt(r8, out)
+    assert "config.json" not in str(err.value)
+    # pythia#205: a branch serving another step's weights fails its receipt
+    step0 = download_checkpoint(
+        repo_id=REPO,
+        revision="step0",
+        backend="local_git",
+        out_dir=tmp_path / "s0",
+        local_root=root,
+    )
+    with pytest.raises(ReceiptMismatch, match="model.safetensors"):
+        verify_receipt(r8, step0)
+    verify_receipt(r0, step0)
+    os.remove(step0 / "tokenizer.json")
+    with pytest.raises(ReceiptMismatch, match="tokenizer.json: missing"):
+        verify_receipt(r0, step0)
+
+
+def test_main_tracks_highest_step(hubeval_ckpts, tmp_path):
+    root = tmp_path / "hub"
+    receipts = {}
+    for step in (4, 8, 2):  # out of order: main must stay at 8
+        receipts[step] = publish_checkpoint(
+            hubeval_ckpts[step],
+            repo_id=REPO,
+            branch=f"step{step}",
+            backend="local_git",
+            local_root=root,
+        )
+        branches = list_branches(root, REPO)
+        assert branches["main"] == receipts[max(receipts)]["commit"]
+    assert set(branches) == {"main", "step2", "step4", "step8"}
+
+
+def test_parallel_publishing_from_four_processes(hubeval_ckpts, tmp_path):
+    root = tmp_path / "hub"  # does not exist yet: the processes also race to create the repo
+    steps = [0, 1, 2, 4]
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(4, mp_context=ctx) as pool:
+        futures = {
+            s: pool.submit(
+                publish_checkpoint,
+                str(hubeval_ckpts[s]),
+                repo_id=REPO,
+                branch=f"step{s}",
+                backend="local_git",
+                local_root=str(root),
+            )
+            for s in steps
+        }
+        receipts = {s: f.result() for s, f in futures.items()}
+    branches = list_branches(root, REPO)
+    assert branches == {
+        "main": receipts[4]["commit"],
+        **{f"step{s}": receipts[s]["commit"] for s in steps},
+    }
+    repo = local_repo_path(root, REPO)
+    fsck = subprocess.run(["git", "--git-dir", str(repo), "fsck", "--strict"], capture_output=True)
+    assert fsck.returncode == 0, fsck.stderr.decode()
+    for s in steps:
+        out = download_checkpoint(
+            repo_id=REPO,
+            revision=f"step{s}",
+            backend="local_git",
+            out_dir=tmp_path / f"dl{s}",
+            local_root=root,
+        )
+        verify_receipt(receipts[s], out, allow_extra=False)
+
+
+# ---------------------------------------------------------------------- huggingface backend
+
+
+@pytest.fixture
+def hubeval_minihub(tmp_path, monkeypatch):
+    with MiniHub(tmp_path / "minihub") as hub:
+        isolate_hf(monkeypatch, tmp_path / "hf_home", offline=False, endpoint=hub.url)
+        yield hub
+
+
+def _hf_publish(ckpt, step, hub):
+    return publish_checkpoint(
+        ckpt,
+        repo_id=REPO,
+        branch=f"step{step}",
+        backend="huggingface",
+        endpoint=hub.url,
+        token="minihub-test",
+    )
+
+
+def test_huggingface_backend_round_trip(hubeval_ckpts, hubeval_minihub, tmp_path):
+    import torch
+    from huggingface_hub import HfApi
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    hub = hubeval_minihub
+    receipts = {s: _hf_publish(hubeval_ckpts[s], s, hub) for s in (0, 8)}
+    assert receipts[8]["url_or_path"] == f"{hub.url}/{REPO}/tree/step8"
+    refs = {b.name: b.target_commit for b in HfApi(endpoint=hub.url).list_repo_refs(REPO).branches}
+    assert refs["step0"] == receipts[0]["commit"] and refs["step8"] == receipts[8]["commit"]
+    files = HfApi(endpoint=hub.url).list_repo_files(REPO, revision="step8")
+    assert not any(f.startswith("deepspeed/") for f in files)
+
+    out = download_checkpoint(
+        repo_id=REPO,
+        revision="step8",
+        backend="huggingface",
+        out_dir=tmp_path / "dl",
+        endpoint=hub.url,
+    )
+    assert sorted(os.listdir(out)) == PUBLISHED  # snapshot_download's .cache/ removed
+    verify_receipt(receipts[8], out, allow_extra=False)
+    with pytest.raises(ReceiptMismatch):
+        verify_receipt(receipts[0], out)
+
+    # the real transformers client, by revision (uses HF_ENDPOINT = minihub)
+    model = AutoModelForCausalLM.from_pretrained(REPO, revision="step8")
+    local = AutoModelForCausalLM.from_pretrained(hubeval_ckpts[8])
+    for (name, a), (_, b) in zip(
+        model.state_dict().items(), local.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    tok = AutoTokenizer.from_pretrained(REPO, revision="step8")
+    assert tok.eos_token == "<|endoftext|>" and tok.pad_token == "<|padding|>"
+    with pytest.raises(HubError, match="has no revision 'step9'"):
+        download_checkpoint(
+            repo_id=REPO,
+            revision="step9",
+            backend="huggingface",
+            out_dir=tmp_path / "dl9",
+            endpoint=hub.url,
+        )
+    assert any("/commit/step8" in r for r in hub.requests)
+
+
+def test_local_git_repo_is_served_over_the_hub_api(hubeval_ckpts, hubeval_minihub, tmp_path):
+    """A local_git repo has the Hub's branch layout: minihub (or olah) can serve it unchanged."""
+    from transformers import AutoConfig
+
+    root = tmp_path / "hub"
+    receipt = publish_checkpoint(
+        hubeval_ckpts[4], repo_id=REPO, branch="step4", backend="local_git", local_root=root
+    )
+    served = hubeval_minihub.repo_path(REPO)
+    os.makedirs(os.path.dirname(served))
+    shutil.copytree(local_repo_path(root, REPO), served)
+    cfg = AutoConfig.from_pretrained(REPO, revision="step4")
+    assert cfg.hidden_size == 32
+    out = download_checkpoint(
+        repo_id=REPO,
+        revision="main",
+        backend="huggingface",
+        out_dir=tmp_path / "dl",
+        endpoint=hubeval_minihub.url,
+    )
+    verify_receipt(receipt, out, allow_extra=False)
+
+
+def test_huggingface_backend_refuses_offline_mode(hubeval_ckpts, hubeval_minihub, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(HubError, match="HF_HUB_OFFLINE is set"):
+        _hf_publish(hubeval_ckpts[0], 0, hubeval_minihub)

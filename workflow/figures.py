@@ -1,0 +1,176 @@
+"""Tables and figures from evaluation results: the long eval table and the Fig. 10 analogue.
+
+Fig. 10 of the Pythia paper shows LAMBADA over training, standard models left and deduplicated
+models right, one line per size, with a dashed line where the deduplicated data starts its second
+epoch. ``plot_over_training`` draws that (plus a perplexity row) for any task in the eval table.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from workflow.io import atomic_path, read_json
+
+COLUMNS = ["variant", "size", "step", "shots", "task", "metric", "value"]
+VARIANTS = ("standard", "deduped")
+EVAL_PATH = re.compile(
+    r"(?:^|/)evals/(?P<variant>[^/]+)/(?P<size>[^/]+)/step(?P<step>\d+)/(?P<shots>\d+)shot\.json$"
+)
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmbt])\b", re.IGNORECASE)
+_UNIT = {"k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}
+
+
+def size_key(size: str) -> tuple[float, str]:
+    """Sort key for model names by parameter count: 'tiny-70m' < 'tiny-1b' < 'tiny-1.4b' < '12b'."""
+    matches = list(_SIZE.finditer(size))
+    m = matches[-1] if matches else None
+    value = float(m.group(1)) * _UNIT[m.group(2).lower()] if m else math.inf
+    return (value, size)
+
+
+def collect_evals(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """Long table [variant, size, step, shots, task, metric, value] from evaluate_checkpoint JSONs.
+
+    variant, size, step and shots come from the path
+    ``.../evals/{variant}/{size}/step{N}/{shots}shot.json``.
+    Metrics without a value (stderr "N/A") are left out.
+    """
+    rows = []
+    for path in paths:
+        posix = Path(path).as_posix()
+        m = EVAL_PATH.search(posix)
+        if m is None:
+            raise ValueError(
+                f"eval result path {posix} does not match "
+                ".../evals/{variant}/{size}/step{N}/{shots}shot.json"
+            )
+        data = read_json(path)
+        if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
+            raise ValueError(f"eval result {posix} has no 'results' mapping")
+        for task, metrics in data["results"].items():
+            for metric, value in metrics.items():
+                if value is None:
+                    continue
+                rows.append(
+                    (
+                        m["variant"],
+                        m["size"],
+                        int(m["step"]),
+                        int(m["shots"]),
+                        task,
+                        metric,
+                        float(value),
+                    )
+                )
+    if not rows:
+        raise ValueError("no evaluation results to collect (no paths, or no metric values)")
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    df = df.astype({"step": "int64", "shots": "int64", "value": "float64"})
+    order = {s: i for i, s in enumerate(sorted(df["size"].unique(), key=size_key))}
+    df = df.sort_values(
+        ["variant", "size", "step", "shots", "task", "metric"],
+        key=lambda c: c.map(order) if c.name == "size" else c,
+    )
+    return df.reset_index(drop=True)
+
+
+def write_table(df: pd.DataFrame, out_path: str | os.PathLike) -> None:
+    """Write `df` atomically as .csv or .parquet (by extension)."""
+    out_path = Path(out_path)
+    with atomic_path(out_path) as tmp:
+        if out_path.suffix == ".parquet":
+            df.to_parquet(tmp, index=False)
+        elif out_path.suffix == ".csv":
+            df.to_csv(tmp, index=False)
+        else:
+            raise ValueError(f"table {out_path}: expected a .csv or .parquet file name")
+
+
+def _savefig(fig, path: Path, fmt: str) -> None:
+    with atomic_path(path) as tmp:
+        kwargs = {"metadata": {"CreationDate": None}} if fmt == "pdf" else {}
+        fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight", **kwargs)
+
+
+def plot_over_training(
+    df: pd.DataFrame,
+    out_pdf: str | os.PathLike,
+    out_png: str | os.PathLike,
+    *,
+    task: str = "lambada_cloze",
+    shots: int = 0,
+    sizes_order: Sequence[str] | None = None,
+    epoch_boundaries: Mapping[str, int | None] | None = None,
+    title: str | None = None,
+) -> None:
+    """Fig. 10 analogue: accuracy (top) and perplexity (bottom, log) of `task` over training steps,
+    standard (left) vs deduped (right), one line per size in a sequential colormap.
+
+    x is the step on a symlog axis (linear below 1, so step 0 shows). `epoch_boundaries[variant]`
+    (the step where that variant's data starts its second epoch) draws a dashed vertical line.
+    """
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure  # no pyplot: no global backend state (renders with Agg)
+    from matplotlib.ticker import FuncFormatter
+
+    sub = df[(df["task"] == task) & (df["shots"] == shots)]
+    if sub.empty:
+        have = sorted({(t, int(s)) for t, s in zip(df["task"], df["shots"], strict=True)})
+        raise ValueError(f"no results for task {task!r} at {shots} shots (have: {have})")
+    sizes = list(sizes_order) if sizes_order else sorted(sub["size"].unique(), key=size_key)
+    missing = set(sub["size"]) - set(sizes)
+    if missing:
+        raise ValueError(f"sizes_order lacks sizes present in the results: {sorted(missing)}")
+    cmap = colormaps["viridis"]
+    colors = {s: cmap(0.9 * i / max(len(sizes) - 1, 1)) for i, s in enumerate(sizes)}
+    rows = [("acc", "accuracy", "linear"), ("perplexity", "perplexity", "log")]
+    boundaries = dict(epoch_boundaries or {})
+    max_step = max(int(sub["step"].max()), 1)
+
+    fig = Figure(figsize=(10, 6.5), layout="constrained")
+    axes = fig.subplots(2, 2, sharex=True, sharey="row", squeeze=False)
+    handles: dict[str, object] = {}
+    for col, variant in enumerate(VARIANTS):
+        for row, (metric, label, yscale) in enumerate(rows):
+            ax = axes[row][col]
+            part = sub[(sub["variant"] == variant) & (sub["metric"] == metric)]
+            for size in sizes:
+                line = part[part["size"] == size].sort_values("step")
+                line = line[line["value"].map(math.isfinite)]
+                if yscale == "log":
+                    line = line[line["value"] > 0]
+                if line.empty:
+                    continue
+                (h,) = ax.plot(
+                    line["step"], line["value"], marker="o", ms=3, lw=1.5, color=colors[size]
+                )
+                handles.setdefault(size, h)
+            if boundaries.get(variant) is not None:
+                h = ax.axvline(boundaries[variant], color="0.3", ls="--", lw=1)
+                handles.setdefault("epoch 2 starts", h)
+            if part.empty:
+                ax.text(0.5, 0.5, "no results", ha="center", va="center", transform=ax.transAxes)
+            ax.set_xscale("symlog", linthresh=1, linscale=0.5)
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.set_yscale(yscale)
+            ax.grid(True, which="major", alpha=0.3)
+            if col == 0:
+                ax.set_ylabel(label)
+            if row == 0:
+                ax.set_title(variant)
+            else:
+                ax.set_xlabel("step (symlog)")
+    axes[0][0].set_xlim(-0.3, max_step * 1.5)
+    order = [s for s in sizes if s in handles] + [k for k in handles if k not in sizes]
+    fig.legend(
+        [handles[k] for k in order], order, loc="outside right center", title="model", frameon=False
+    )
+    fig.suptitle(title or f"{task} over training ({shots}-shot)")
+    _savefig(fig, Path(out_pdf), "pdf")
+    _savefig(fig, Path(out_png), "png")

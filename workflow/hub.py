@@ -1,0 +1,423 @@
+"""Publish checkpoints in the Pythia Hub layout and fetch them back, with checksummed receipts.
+
+Pythia's layout (reference/pythia.md §2): one model repo per size and variant,
+``{org}/pythia-{size}[-deduped]``, one git branch ``step{N}`` per checkpoint, and ``main`` equal to
+the final step. Two backends write that layout:
+
+* ``local_git``: a bare git repository ``{local_root}/{repo_id}.git`` written with git plumbing only
+  (``hash-object``, ``mktree``, ``commit-tree``, ``update-ref``), so jobs uploading different
+  branches of one repo in parallel never share a work tree or an index. Commits are deterministic
+  (fixed identity, date derived from the step): publishing identical files gives the same commit.
+  ``main`` follows the highest step published so far. olah and the tests' minihub serve these
+  repositories over the Hub's HTTP API unchanged.
+* ``huggingface``: the real Hub API via ``huggingface_hub.HfApi`` (or any server speaking it).
+
+Every upload returns a receipt (repo, branch, commit, sha256 per file). ``verify_receipt`` checks a
+downloaded checkpoint against it, because published branches have served the wrong weights before
+(EleutherAI/pythia#205, #206).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from workflow.io import atomic_path, read_json, sha256_file
+
+BACKENDS = ("local_git", "huggingface")
+VARIANT_SUFFIX = {"standard": "", "deduped": "-deduped"}
+# deepspeed/: optimizer/resume state stays out of the published checkpoint; .git/ and .cache/ are
+# skipped by upload_folder too, so receipts list exactly what either backend publishes.
+EXCLUDED_DIRS = ("deepspeed", ".git", ".cache")
+CHECKPOINT_META = "pythia_checkpoint.json"
+
+# Deterministic commit identity. The date is EPOCH + step seconds: EPOCH is 2023-04-01 00:00 UTC
+# (arXiv 2304.01373), so commit dates sort like steps and never depend on the wall clock.
+GIT_NAME = "pythia-workflow"
+GIT_EMAIL = "pythia-workflow@localhost"
+EPOCH = 1680307200
+_ZERO_OID = "0" * 40
+_STEP_TRAILER = re.compile(r"^Pythia-Step: (\d+)$", re.MULTILINE)
+
+
+class HubError(RuntimeError):
+    """A publishing/download problem the user can act on; the message names repo and revision."""
+
+
+class ReceiptMismatch(HubError):
+    """A checkpoint's files do not match its upload receipt."""
+
+
+# --------------------------------------------------------------------------------------- naming
+
+
+def repo_id_for(org: str, template: str, size: str, variant: str) -> str:
+    """``{org}/{template}`` with ``{size}`` and ``{suffix}`` ('' or '-deduped') filled in."""
+    if variant not in VARIANT_SUFFIX:
+        raise ValueError(f"unknown variant {variant!r}: expected one of {sorted(VARIANT_SUFFIX)}")
+    try:
+        name = template.format(size=size, suffix=VARIANT_SUFFIX[variant])
+    except (KeyError, IndexError) as e:
+        raise ValueError(
+            f"hub.repo_template {template!r} may only use {{size}} and {{suffix}} ({e})"
+        ) from None
+    if not org or "/" in org or not name or "/" in name:
+        raise ValueError(
+            f"invalid repo id {org!r}/{name!r}: org and name must be non-empty, no '/'"
+        )
+    return f"{org}/{name}"
+
+
+def checkpoint_files(ckpt_dir: str | os.PathLike) -> list[str]:
+    """Relative POSIX paths of the files to publish (sorted), i.e. everything but ``deepspeed/``."""
+    root = Path(ckpt_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"checkpoint directory {root} does not exist")
+    files = []
+    for path in root.rglob("*"):
+        rel = path.relative_to(root)
+        if rel.parts[0] in EXCLUDED_DIRS or not path.is_file():
+            continue
+        files.append(rel.as_posix())
+    if not files:
+        raise HubError(f"checkpoint directory {root} has no files to publish")
+    return sorted(files)
+
+
+def _checkpoint_step(ckpt_dir: Path, branch: str) -> int | None:
+    meta = ckpt_dir / CHECKPOINT_META
+    if meta.is_file():
+        step = read_json(meta).get("step")
+        if step is not None:
+            return int(step)
+    m = re.fullmatch(r"step(\d+)", branch)
+    return int(m.group(1)) if m else None
+
+
+# ------------------------------------------------------------------------------------ publishing
+
+
+def publish_checkpoint(
+    ckpt_dir: str | os.PathLike,
+    *,
+    repo_id: str,
+    branch: str,
+    backend: str,
+    local_root: str | os.PathLike | None = None,
+    endpoint: str | None = None,
+    token: str | None = None,
+    private: bool = False,
+) -> dict[str, Any]:
+    """Upload every file of `ckpt_dir` except ``deepspeed/`` to `repo_id` at `branch`.
+
+    Returns the receipt: {backend, repo_id, branch, commit, files: {name: sha256}, bytes,
+    url_or_path, step, uploaded_at}.
+    """
+    ckpt_dir = Path(ckpt_dir)
+    files = checkpoint_files(ckpt_dir)
+    step = _checkpoint_step(ckpt_dir, branch)
+    if backend == "local_git":
+        if local_root is None:
+            raise ValueError("backend 'local_git' needs local_root (the folder holding the repos)")
+        commit, where = _publish_local_git(ckpt_dir, files, Path(local_root), repo_id, branch, step)
+    elif backend == "huggingface":
+        commit, where = _publish_huggingface(
+            ckpt_dir, repo_id, branch, step, endpoint=endpoint, token=token, private=private
+        )
+    else:
+        raise ValueError(f"unknown hub backend {backend!r}: expected one of {list(BACKENDS)}")
+    return {
+        "backend": backend,
+        "repo_id": repo_id,
+        "branch": branch,
+        "commit": commit,
+        "files": {name: sha256_file(ckpt_dir / name) for name in files},
+        "bytes": sum((ckpt_dir / name).stat().st_size for name in files),
+        "url_or_path": where,
+        "step": step,
+        "uploaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def verify_receipt(
+    receipt: dict[str, Any], directory: str | os.PathLike, *, allow_extra: bool = True
+) -> None:
+    """Raise ReceiptMismatch naming every file of `directory` that differs from `receipt`."""
+    directory = Path(directory)
+    where = f"{receipt.get('repo_id')}@{receipt.get('branch')}"
+    problems = []
+    for name, expected in sorted(receipt["files"].items()):
+        path = directory / name
+        if not path.is_file():
+            problems.append(f"{name}: missing")
+        elif (actual := sha256_file(path)) != expected:
+            problems.append(f"{name}: sha256 {actual} != receipt {expected}")
+    if not allow_extra:
+        extra = set(checkpoint_files(directory)) - set(receipt["files"])
+        problems += [f"{name}: not in the receipt" for name in sorted(extra)]
+    if problems:
+        raise ReceiptMismatch(
+            f"checkpoint {directory} does not match the upload receipt of {where}:\n  "
+            + "\n  ".join(problems)
+        )
+
+
+# ----------------------------------------------------------------------------------- local git
+
+
+def local_repo_path(local_root: str | os.PathLike, repo_id: str) -> Path:
+    return Path(local_root) / f"{repo_id}.git"
+
+
+def _git(repo: Path, *args: str, input: bytes | None = None, env: dict | None = None) -> str:
+    r = subprocess.run(
+        ["git", "--git-dir", str(repo), *args], input=input, capture_output=True, env=env
+    )
+    if r.returncode:
+        raise HubError(f"git {' '.join(args[:2])} failed in {repo}: {r.stderr.decode().strip()}")
+    return r.stdout.decode()
+
+
+def _try_git(repo: Path, *args: str) -> str | None:
+    r = subprocess.run(["git", "--git-dir", str(repo), *args], capture_output=True)
+    return r.stdout.decode().strip() if r.returncode == 0 else None
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path):
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _ensure_bare_repo(repo: Path) -> None:
+    """Create the bare repo once, even with jobs racing: init in a temp dir, rename under lock."""
+    if (repo / "HEAD").is_file():
+        return
+    with _locked(repo.with_name(repo.name + ".lock")):
+        if (repo / "HEAD").is_file():
+            return
+        tmp = Path(tempfile.mkdtemp(prefix=f".{repo.name}.", suffix=".tmp", dir=repo.parent))
+        try:
+            _git(tmp, "init", "-q", "--bare", "-b", "main")
+            os.replace(tmp, repo)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+
+def _write_tree(repo: Path, root: Path, files: list[str]) -> str:
+    """Blobs for `files` and nested trees via mktree; returns the root tree id."""
+    oids = _git(repo, "hash-object", "-w", "--no-filters", "--", *[str(root / f) for f in files])
+    tree: dict = {}
+    for name, oid in zip(files, oids.split(), strict=True):
+        *dirs, leaf = name.split("/")
+        node = tree
+        for d in dirs:
+            node = node.setdefault(d, {})
+        node[leaf] = oid
+
+    def mktree(node: dict) -> str:
+        lines = []
+        for name, value in sorted(node.items()):
+            if isinstance(value, dict):
+                lines.append(f"040000 tree {mktree(value)}\t{name}")
+            else:
+                lines.append(f"100644 blob {value}\t{name}")
+        return _git(repo, "mktree", input=("\n".join(lines) + "\n").encode()).strip()
+
+    return mktree(tree)
+
+
+def _commit_env(step: int | None) -> dict:
+    date = f"@{EPOCH + (step or 0)} +0000"
+    return dict(
+        os.environ,
+        GIT_AUTHOR_NAME=GIT_NAME,
+        GIT_AUTHOR_EMAIL=GIT_EMAIL,
+        GIT_AUTHOR_DATE=date,
+        GIT_COMMITTER_NAME=GIT_NAME,
+        GIT_COMMITTER_EMAIL=GIT_EMAIL,
+        GIT_COMMITTER_DATE=date,
+    )
+
+
+def _commit_step(repo: Path, commit: str) -> int | None:
+    m = _STEP_TRAILER.search(_git(repo, "cat-file", "commit", commit))
+    return int(m.group(1)) if m else None
+
+
+def _update_ref(repo: Path, ref: str, new: str, old: str | None) -> bool:
+    """Compare-and-swap `ref` from `old` (None: must not exist) to `new`; False if it raced."""
+    r = subprocess.run(
+        ["git", "--git-dir", str(repo), "update-ref", ref, new, old or _ZERO_OID],
+        capture_output=True,
+    )
+    return r.returncode == 0
+
+
+def _publish_local_git(
+    ckpt_dir: Path, files: list[str], local_root: Path, repo_id: str, branch: str, step: int | None
+) -> tuple[str, str]:
+    repo = local_repo_path(local_root, repo_id)
+    repo.parent.mkdir(parents=True, exist_ok=True)
+    if subprocess.run(
+        ["git", "check-ref-format", "--branch", branch], capture_output=True
+    ).returncode:
+        raise ValueError(f"invalid branch name {branch!r} for {repo_id}")
+    _ensure_bare_repo(repo)
+    tree = _write_tree(repo, ckpt_dir, files)
+    message = f"Upload {branch} of {repo_id}\n\n" + (
+        f"Pythia-Step: {step}\n" if step is not None else ""
+    )
+    ref = f"refs/heads/{branch}"
+    for attempt in range(50):
+        head = _try_git(repo, "rev-parse", "--verify", "-q", f"{ref}^{{commit}}")
+        if head and _git(repo, "rev-parse", f"{head}^{{tree}}").strip() == tree:
+            commit = head  # identical files: keep the existing (deterministic) commit
+            break
+        parents = ["-p", head] if head else []
+        commit = _git(
+            repo, "commit-tree", tree, *parents, input=message.encode(), env=_commit_env(step)
+        ).strip()
+        if _update_ref(repo, ref, commit, head):
+            break
+        time.sleep(0.01 * (attempt + 1))
+    else:
+        raise HubError(f"could not update {ref} of {repo}: too many concurrent writers")
+    if branch != "main" and step is not None:
+        _advance_main(repo, commit, step)
+    return commit, str(repo)
+
+
+def _advance_main(repo: Path, commit: str, step: int) -> None:
+    """Point main at `commit` if `step` >= main's step (Pythia: main == final step); CAS + retry."""
+    for attempt in range(100):
+        main = _try_git(repo, "rev-parse", "--verify", "-q", "refs/heads/main^{commit}")
+        if main == commit:
+            return
+        if main is not None:
+            main_step = _commit_step(repo, main)
+            if main_step is not None and main_step > step:
+                return
+        if _update_ref(repo, "refs/heads/main", commit, main):
+            return
+        time.sleep(0.01 * (attempt + 1))
+    raise HubError(f"could not update main of {repo}: too many concurrent writers")
+
+
+def list_branches(local_root: str | os.PathLike, repo_id: str) -> dict[str, str]:
+    """{branch: commit} of a local_git repo."""
+    repo = local_repo_path(local_root, repo_id)
+    if not (repo / "HEAD").is_file():
+        raise HubError(f"no local hub repo {repo_id} at {repo}")
+    out = _git(repo, "for-each-ref", "--format=%(refname:short) %(objectname)", "refs/heads")
+    return dict(line.split() for line in out.splitlines() if line)
+
+
+# --------------------------------------------------------------------------------- huggingface
+
+
+def _publish_huggingface(
+    ckpt_dir: Path,
+    repo_id: str,
+    branch: str,
+    step: int | None,
+    *,
+    endpoint: str | None,
+    token: str | None,
+    private: bool,
+) -> tuple[str, str]:
+    from huggingface_hub import HfApi, constants
+
+    if constants.HF_HUB_OFFLINE:
+        raise HubError(
+            f"cannot publish {repo_id}@{branch}: HF_HUB_OFFLINE is set for this process "
+            "(the upload rule must run without it)"
+        )
+    api = HfApi(endpoint=endpoint, token=token)
+    api.create_repo(repo_id, repo_type="model", exist_ok=True, private=private)
+    if branch != "main":
+        api.create_branch(repo_id, branch=branch, exist_ok=True)
+    info = api.upload_folder(
+        repo_id=repo_id,
+        folder_path=str(ckpt_dir),
+        revision=branch,
+        ignore_patterns=[f"{d}/*" for d in EXCLUDED_DIRS],
+        commit_message=f"Upload {branch}" + (f" (step {step})" if step is not None else ""),
+    )
+    return info.oid, f"{api.endpoint}/{repo_id}/tree/{branch}"
+
+
+# ------------------------------------------------------------------------------------ download
+
+
+def download_checkpoint(
+    *,
+    repo_id: str,
+    revision: str,
+    backend: str,
+    out_dir: str | os.PathLike,
+    local_root: str | os.PathLike | None = None,
+    endpoint: str | None = None,
+    token: str | None = None,
+) -> Path:
+    """Materialize `repo_id` at `revision` (a branch such as ``step1000``) into `out_dir`.
+
+    Atomic: `out_dir` appears complete or not at all. Check it with `verify_receipt`.
+    """
+    out_dir = Path(out_dir)
+    if backend == "local_git":
+        if local_root is None:
+            raise ValueError("backend 'local_git' needs local_root (the folder holding the repos)")
+        repo = local_repo_path(local_root, repo_id)
+        if not (repo / "HEAD").is_file():
+            raise HubError(f"no local hub repo {repo_id} at {repo}")
+        commit = _try_git(repo, "rev-parse", "--verify", "-q", f"{revision}^{{commit}}")
+        if commit is None:
+            known = sorted(list_branches(local_root, repo_id))
+            raise HubError(
+                f"{repo_id} has no revision {revision!r} (branches: {', '.join(known[:20])}"
+                + (" ..." if len(known) > 20 else "")
+                + ")"
+            )
+        archive = subprocess.run(
+            ["git", "--git-dir", str(repo), "archive", "--format=tar", commit],
+            capture_output=True,
+            check=True,
+        ).stdout
+        with atomic_path(out_dir, directory=True) as tmp:
+            with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
+                tar.extractall(tmp, filter="data")
+        return out_dir
+    if backend == "huggingface":
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+        with atomic_path(out_dir, directory=True) as tmp:
+            try:
+                snapshot_download(
+                    repo_id, revision=revision, local_dir=tmp, endpoint=endpoint, token=token
+                )
+            except RevisionNotFoundError:
+                raise HubError(f"{repo_id} has no revision {revision!r}") from None
+            except RepositoryNotFoundError:
+                raise HubError(f"hub repo {repo_id} not found (endpoint {endpoint})") from None
+            shutil.rmtree(Path(tmp) / ".cache", ignore_errors=True)  # snapshot_download metadata
+        return out_dir
+    raise ValueError(f"unknown hub backend {backend!r}: expected one of {list(BACKENDS)}")
