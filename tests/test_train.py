@@ -1,0 +1,456 @@
+"""Training segments through a real DeepSpeed engine on CPU (fp32, one process).
+
+The first DeepSpeed init on a fresh machine JIT-compiles DeepSpeed's shm comm op (~45 s, once);
+it is then cached in ~/.cache/torch_extensions (or $TORCH_EXTENSIONS_DIR).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from workflow.config import Segment, SuiteConfig, validate_config
+from workflow.indexed_dataset import MMapIndexedDataset, write_indexed_dataset
+from workflow.io import write_json
+from workflow.model import init_stds
+
+pytestmark = pytest.mark.deepspeed
+
+SIZE, VARIANT = "t2", "standard"
+SEQ, BATCH, VOCAB = 16, 4, 300
+
+
+def tiny_suite(**training) -> SuiteConfig:
+    with open("config/config.yaml") as f:
+        raw = yaml.safe_load(f)
+    raw["training"].update(
+        {
+            "seq_length": SEQ,
+            "global_batch_size": BATCH,
+            "train_iters": 16,
+            "zero_stage": 1,
+            "checkpoints": {"log_spaced": True, "every": 8},
+            **training,
+        }
+    )
+    raw.pop("sizes", None)
+    raw.setdefault("eval", {})["steps"] = [0, 8]
+    raw["models"] = {
+        SIZE: {
+            "num_layers": 2,
+            "hidden_size": 32,
+            "num_attention_heads": 2,
+            "lr": 1e-3,
+            "segment_steps": 8,
+        },
+    }
+    return SuiteConfig.from_dict(validate_config(raw))
+
+
+def make_tokenizer(path):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB,
+        special_tokens=["<|endoftext|>", "<|padding|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    words = "the model data step token train loss layer head paper pile suite order".split()
+    rng = np.random.default_rng(0)
+    text = [" ".join(rng.choice(words, 40)) for _ in range(200)]
+    tok.train_from_iterator(text, trainer)
+    tok.save(str(path))
+    assert tok.token_to_id("<|endoftext|>") == 0 and tok.token_to_id("<|padding|>") == 1
+    return path
+
+
+def make_samples(prefix, n_rows, vocab):
+    # Arithmetic progressions mod vocab: learnable, so the loss visibly falls.
+    rng = np.random.default_rng(1)
+    rows = [
+        (rng.integers(vocab) + rng.integers(1, 5) * np.arange(SEQ + 1)) % vocab
+        for _ in range(n_rows)
+    ]
+    write_indexed_dataset(prefix, rows, np.uint16)
+    write_json(f"{prefix}.json", {"fingerprint": "samples-v1"})
+    return str(prefix)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """step 0; one segment 0->8; the same as 0->4 then a new call 4->8."""
+    from workflow.train import train_segment
+
+    threads = torch.get_num_threads()
+    tmp = tmp_path_factory.mktemp("train")
+    suite = tiny_suite()
+    tok = make_tokenizer(tmp / "tokenizer.json")
+    samples = make_samples(tmp / "samples", 12 * BATCH, VOCAB)
+    logs = []
+
+    def seg(name, start, end, steps, resume):
+        out = {s: tmp / name / f"step{s}" for s in steps}
+        return train_segment(
+            suite,
+            size=SIZE,
+            variant=VARIANT,
+            samples_prefix=samples,
+            tokenizer_path=tok,
+            segment=Segment(start, end, tuple(steps)),
+            out_dirs=out,
+            resume_from=resume,
+            log=logs.append,
+        )
+
+    assert seg("a", -1, 0, [0], None) == []
+    full = seg("a", 0, 8, [1, 2, 4, 8], tmp / "a" / "step0")
+    first = seg("b", 0, 4, [4], tmp / "a" / "step0")
+    second = seg("b", 4, 8, [8], tmp / "b" / "step4")
+    torch.set_num_threads(threads)
+    return {
+        "tmp": tmp,
+        "suite": suite,
+        "samples": samples,
+        "tok": tok,
+        "full": full,
+        "split": first + second,
+        "logs": logs,
+    }
+
+
+def test_resume_is_bit_exact(run):
+    from safetensors.torch import load_file
+
+    full, split = run["full"], run["split"]
+    assert [m["step"] for m in full] == list(range(1, 9))
+    assert [m["loss"] for m in full] == [m["loss"] for m in split]  # bit-identical floats
+    assert [m["lr"] for m in full] == [m["lr"] for m in split]
+    assert [m["grad_norm"] for m in full] == [m["grad_norm"] for m in split]
+    a = load_file(run["tmp"] / "a" / "step8" / "model.safetensors")
+    b = load_file(run["tmp"] / "b" / "step8" / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    w0 = load_file(run["tmp"] / "a" / "step0" / "model.safetensors")
+    assert not torch.equal(w0["embed_out.weight"], a["embed_out.weight"])  # it did train
+
+
+def test_lr_follows_neox_schedule(run):
+    from workflow.lr_schedule import neox_lr
+
+    t, spec = run["suite"].training, run["suite"].models[SIZE]
+    for m in run["full"]:
+        expect = neox_lr(
+            m["step"] - 1,
+            max_lr=spec.lr,
+            min_lr=spec.min_lr,
+            warmup_iters=t.warmup_iters,
+            decay_iters=t.lr_decay_iters,
+        )
+        assert m["lr"] == pytest.approx(expect, rel=1e-12, abs=0)
+    assert run["full"][0]["lr"] == 0.0  # warmup starts at 0
+
+
+def test_checkpoint_contents(run):
+    tmp = run["tmp"]
+    for s, has_ds in [(0, True), (1, False), (2, False), (4, False), (8, True)]:
+        d = tmp / "a" / f"step{s}"
+        names = {p.name for p in d.iterdir()}
+        assert {
+            "config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "pythia_checkpoint.json",
+        } <= names, names
+        assert ("deepspeed" in names) == has_ds
+        meta = json.loads((d / "pythia_checkpoint.json").read_text())
+        assert meta["step"] == s and meta["samples_seen"] == s * BATCH
+        assert meta["tokens_seen"] == s * BATCH * SEQ
+        assert meta["data_fingerprint"] == "samples-v1"
+        assert (meta["variant"], meta["size"]) == (VARIANT, SIZE)
+        assert len(meta["config_hash"]) == 64 and meta["code_version"]
+        if s:
+            logged = run["full"][s - 1]
+            assert meta["metrics"]["loss"] == logged["loss"]
+            assert meta["metrics"]["lr"] == logged["lr"]
+            assert meta["metrics"]["grad_norm"] == logged["grad_norm"]
+        cfg = json.loads((d / "config.json").read_text())
+        assert (cfg["rotary_pct"], cfg["rotary_emb_base"]) == (0.25, 10000)
+    assert (tmp / "b" / "step4" / "deepspeed").is_dir()  # last step of its segment
+    # no temporary directories left next to the checkpoints
+    assert not [p for p in (tmp / "a").iterdir() if p.name.startswith(".")]
+    assert any("loss" in line for line in run["logs"])
+
+
+@pytest.mark.parametrize("step", [0, 4])
+def test_hf_checkpoint_reproduces_logged_loss(run, step):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from workflow.train import lm_loss
+
+    d = run["tmp"] / "a" / f"step{step}"
+    model = AutoModelForCausalLM.from_pretrained(d)
+    model.eval()
+    rows = MMapIndexedDataset(run["samples"]).get_rows(step * BATCH, (step + 1) * BATCH)
+    with torch.no_grad():
+        loss = lm_loss(model, torch.from_numpy(rows.astype(np.int64))).item()
+    assert loss == pytest.approx(run["full"][step]["loss"], abs=1e-6)
+    tok = AutoTokenizer.from_pretrained(d)
+    assert tok.eos_token_id == 0 and tok.pad_token_id == 1
+    assert tok.model_max_length == SEQ
+    assert tok.decode(tok("the model")["input_ids"]) == "the model"
+
+
+def test_step0_has_neox_init(run):
+    from safetensors.torch import load_file
+
+    spec = run["suite"].models[SIZE]
+    std, out_std = init_stds(spec)
+    w = load_file(run["tmp"] / "a" / "step0" / "model.safetensors")
+    # file keys keep Pythia's (transformers 4.x) names: embed_out, not lm_head
+    assert "embed_out.weight" in w
+    for k, t in w.items():
+        if "layernorm" in k or "layer_norm" in k:
+            assert torch.all(t == (1.0 if k.endswith("weight") else 0.0)), k
+        elif k.endswith("bias"):
+            assert torch.all(t == 0), k
+        else:
+            target = (
+                out_std if k.endswith(("attention.dense.weight", "dense_4h_to_h.weight")) else std
+            )
+            assert t.std().item() == pytest.approx(target, rel=0.15), k
+
+
+def test_resume_refuses_other_data(run, tmp_path):
+    from workflow.train import TrainingError, train_segment
+
+    other = make_samples(tmp_path / "other", 12 * BATCH, VOCAB)
+    write_json(f"{other}.json", {"fingerprint": "samples-v2"})
+    with pytest.raises(TrainingError, match="samples-v1.*samples-v2"):
+        train_segment(
+            run["suite"],
+            size=SIZE,
+            variant=VARIANT,
+            samples_prefix=other,
+            tokenizer_path=run["tok"],
+            segment=Segment(4, 8, (8,)),
+            out_dirs={8: tmp_path / "step8"},
+            resume_from=run["tmp"] / "b" / "step4",
+        )
+    assert not (tmp_path / "step8").exists()
+
+
+def test_resume_refuses_other_config(run, tmp_path):
+    from workflow.train import TrainingError, train_segment
+
+    suite = tiny_suite(weight_decay=0.01)
+    with pytest.raises(TrainingError, match="config hash"):
+        train_segment(
+            suite,
+            size=SIZE,
+            variant=VARIANT,
+            samples_prefix=run["samples"],
+            tokenizer_path=run["tok"],
+            segment=Segment(4, 8, (8,)),
+            out_dirs={8: tmp_path / "step8"},
+            resume_from=run["tmp"] / "b" / "step4",
+        )
+
+
+def test_resume_needs_deepspeed_state(run, tmp_path):
+    from workflow.train import TrainingError, train_segment
+
+    # step 2 is inside segment 0->8: HF files only, so it is no resume point
+    with pytest.raises(TrainingError, match="no deepspeed/ state"):
+        train_segment(
+            run["suite"],
+            size=SIZE,
+            variant=VARIANT,
+            samples_prefix=run["samples"],
+            tokenizer_path=run["tok"],
+            segment=Segment(2, 4, (4,)),
+            out_dirs={4: tmp_path / "step4"},
+            resume_from=run["tmp"] / "a" / "step2",
+        )
+
+
+def test_cli_runs_a_segment(run, tmp_path):
+    from workflow.train import main
+
+    shutil.copytree(run["tmp"] / "b" / "step4", tmp_path / "step4")
+    cfg = tmp_path / "suite.json"
+    cfg.write_text(json.dumps(run["suite"].raw))
+    hist = main(
+        [
+            "--config-json",
+            str(cfg),
+            "--size",
+            SIZE,
+            "--variant",
+            VARIANT,
+            "--samples",
+            run["samples"],
+            "--tokenizer",
+            str(run["tok"]),
+            "--start",
+            "4",
+            "--end",
+            "6",
+            "--steps",
+            "5,6",
+            "--out-template",
+            str(tmp_path / "step{step}"),
+            "--resume-from",
+            str(tmp_path / "step4"),
+        ]
+    )
+    assert [m["loss"] for m in hist] == [m["loss"] for m in run["full"][4:6]]
+    assert (tmp_path / "step6" / "deepspeed").is_dir() and (tmp_path / "step5").is_dir()
+
+
+def test_samples_too_short_is_a_clear_error(run, tmp_path):
+    from workflow.train import TrainingError, train_segment
+
+    short = make_samples(tmp_path / "short", 3 * BATCH, VOCAB)
+    with pytest.raises(TrainingError, match="step 8 needs 32"):
+        train_segment(
+            run["suite"],
+            size=SIZE,
+            variant=VARIANT,
+            samples_prefix=short,
+            tokenizer_path=run["tok"],
+            segment=Segment(4, 8, (8,)),
+            out_dirs={8: tmp_path / "step8"},
+            resume_from=run["tmp"] / "b" / "step4",
+        )
+
+
+def test_zero0_matches_zero1(run, tmp_path):
+    """Plain fp32 data parallelism (no ZeRO) is the same math; the grad norm is still logged."""
+    from workflow.train import train_segment
+
+    suite = tiny_suite(zero_stage=0)
+    common = dict(
+        size=SIZE,
+        variant=VARIANT,
+        samples_prefix=run["samples"],
+        tokenizer_path=run["tok"],
+        log=lambda _: None,
+    )
+    train_segment(
+        suite,
+        segment=Segment(-1, 0, (0,)),
+        out_dirs={0: tmp_path / "step0"},
+        resume_from=None,
+        **common,
+    )
+    hist = train_segment(
+        suite,
+        segment=Segment(0, 2, (2,)),
+        out_dirs={2: tmp_path / "step2"},
+        resume_from=tmp_path / "step0",
+        **common,
+    )
+    assert [m["loss"] for m in hist] == [m["loss"] for m in run["full"][:2]]
+    for got, want in zip(hist, run["full"][:2], strict=True):
+        assert got["grad_norm"] == pytest.approx(want["grad_norm"], rel=1e-5)
+
+
+def test_fp16_refused_on_cpu(run, tmp_path):
+    from workflow.train import TrainingError, train_segment
+
+    if torch.cuda.is_available():
+        pytest.skip("fp16 is supported on this accelerator")
+    with pytest.raises(TrainingError, match=r"models\.t2\.precision: fp16 is not supported"):
+        train_segment(
+            tiny_suite(precision="fp16"),
+            size=SIZE,
+            variant=VARIANT,
+            samples_prefix=run["samples"],
+            tokenizer_path=run["tok"],
+            segment=Segment(-1, 0, (0,)),
+            out_dirs={0: tmp_path / "step0"},
+            resume_from=None,
+        )
+    assert not (tmp_path / "step0").exists()
+
+
+def test_start_from_step0_weights_without_deepspeed_state(run, tmp_path):
+    """Step 0 needs no DeepSpeed state (nothing but weights exists before the first update)."""
+    from workflow.train import train_segment
+
+    shutil.copytree(run["tmp"] / "a" / "step0", tmp_path / "step0")
+    shutil.rmtree(tmp_path / "step0" / "deepspeed")
+    hist = train_segment(
+        run["suite"],
+        size=SIZE,
+        variant=VARIANT,
+        samples_prefix=run["samples"],
+        tokenizer_path=run["tok"],
+        segment=Segment(0, 2, (2,)),
+        out_dirs={2: tmp_path / "step2"},
+        resume_from=tmp_path / "step0",
+        log=lambda _: None,
+    )
+    assert [m["loss"] for m in hist] == [m["loss"] for m in run["full"][:2]]
+
+
+def test_torchrun_two_ranks(run, tmp_path):
+    """Two data-parallel ranks (gloo) under torchrun, starting from the 1-process step 0; each
+    rank takes half of every global batch, so the losses equal the 1-process run's."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    cfg = tmp_path / "suite.json"
+    cfg.write_text(json.dumps(run["suite"].raw))
+    env = {**os.environ, "PYTHONPATH": str(repo), "DS_ACCELERATOR": "cpu"}
+    # the in-process segments above must not have leaked a launcher environment
+    assert not {"RANK", "WORLD_SIZE", "MASTER_PORT"} & set(os.environ)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "workflow.train",
+        "--config-json",
+        str(cfg),
+        "--size",
+        SIZE,
+        "--variant",
+        VARIANT,
+        "--samples",
+        run["samples"],
+        "--tokenizer",
+        str(run["tok"]),
+        "--start-step",
+        "0",
+        "--end-step",
+        "2",
+        "--steps",
+        "1,2",
+        "--out-template",
+        str(tmp_path / "step{step}"),
+        "--resume-from",
+        str(run["tmp"] / "a" / "step0"),
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for s in (1, 2):
+        meta = json.loads((tmp_path / f"step{s}" / "pythia_checkpoint.json").read_text())
+        assert meta["world_size"] == 2
+        assert meta["metrics"]["loss"] == pytest.approx(run["full"][s - 1]["loss"], abs=1e-5)
+    shards = sorted(p.name for p in (tmp_path / "step2" / "deepspeed" / "state").iterdir())
+    assert "zero_pp_rank_1_mp_rank_00_optim_states.pt" in shards
