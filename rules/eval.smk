@@ -29,9 +29,9 @@ rule evaluate:
         run_path("logs", "evals", "{variant}", "{size}", "step{step}_{shots}shot.log"),
     conda:
         "../envs/pipeline.yaml"
+    threads: config["eval"]["threads"]
     params:
         eval=config["eval"],
-    threads: config["eval"]["threads"]
     script:
         "../scripts/evaluate.py"
 

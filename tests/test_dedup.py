@@ -1,0 +1,142 @@
+"""MinHashLSH near-duplicate removal on planted clusters, and selecting the kept documents."""
+
+import json
+import random
+from collections import defaultdict
+
+import numpy as np
+import pytest
+from datasketch import MinHash
+
+from workflow.corpus import generate_corpus, read_jsonl
+from workflow.dedup import (
+    deduplicate,
+    minhash_signatures,
+    select_documents,
+    shingles,
+    write_dedup_outputs,
+)
+from workflow.indexed_dataset import MMapIndexedDataset, write_indexed_dataset
+from workflow.io import read_json
+from workflow.tokenizer import tokenize_documents, train_bpe
+
+PARAMS = dict(threshold=0.87, num_perm=128, shingle_size=5, seed=1)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    d = tmp_path_factory.mktemp("dedup")
+    generate_corpus(
+        d / "train.jsonl",
+        d / "heldout.jsonl",
+        seed=11,
+        num_documents=600,
+        heldout_documents=5,
+        near_duplicate_clusters=40,
+        near_duplicate_copies=4,
+        near_duplicate_edit_rate=0.02,
+    )
+    return d / "train.jsonl"
+
+
+def test_shingles():
+    assert shingles("A  b\nc", 5) == {b"a b c"}  # short text: one shingle, normalised
+    assert shingles("a b c d e F", 5) == {b"a b c d e", b"b c d e f"}
+
+
+def test_signatures_match_datasketch():
+    texts = ["the quick brown fox jumps over the lazy dog", "hello", "one two three four five six"]
+    sig = minhash_signatures(texts, num_perm=64, shingle_size=5, seed=3)
+    assert sig.shape == (3, 64) and sig.dtype == np.uint64
+    for row, text in zip(sig, texts, strict=True):
+        m = MinHash(num_perm=64, seed=3)
+        m.update_batch(shingles(text, 5))
+        np.testing.assert_array_equal(row, m.hashvalues.astype(np.uint64))
+
+
+def test_planted_near_duplicates_are_found(corpus):
+    result = deduplicate(corpus, **PARAMS)
+    planted = defaultdict(list)
+    for doc_id, (_, r) in enumerate(read_jsonl(corpus)):
+        if r["meta"]["cluster"] is not None:
+            planted[r["meta"]["cluster"]].append(doc_id)
+    kept = set(result.kept_ids)
+    collapsed = sum(sum(i in kept for i in ids) == 1 for ids in planted.values())
+    assert collapsed / len(planted) >= 0.95  # recall of clusters
+    removed_planted = sum(i not in kept for ids in planted.values() for i in ids)
+    assert removed_planted / (len(planted) * 3) >= 0.95
+    # every found cluster starts with its kept (earliest) member
+    for cluster in result.clusters:
+        assert cluster[0] in kept and not any(i in kept for i in cluster[1:])
+        assert cluster[0] == min(cluster)
+    assert result.kept_ids == sorted(kept)
+    s = result.stats
+    assert s["documents_in"] == 600 and s["documents_out"] == len(kept)
+    assert s["documents_removed"] == 600 - len(kept) >= 120
+    assert s["duplicate_clusters"] == len(result.clusters)
+    assert (s["threshold"], s["num_perm"], s["shingle_size"]) == (0.87, 128, 5)
+
+
+def test_distinct_documents_are_kept(tmp_path):
+    rng = random.Random(0)
+    words = [f"w{i}" for i in range(2000)]
+    texts = [" ".join(rng.choices(words, k=40)) for _ in range(200)]
+    base = texts[0].split()
+    texts.append(" ".join(base[:20] + rng.choices(words, k=20)))  # half overlap: distinct
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    result = deduplicate(path, **PARAMS)
+    assert result.kept_ids == list(range(201)) and result.clusters == []
+
+
+def test_deterministic(corpus):
+    a, b = deduplicate(corpus, **PARAMS), deduplicate(corpus, **PARAMS)
+    assert (a.kept_ids, a.clusters, a.stats) == (b.kept_ids, b.clusters, b.stats)
+
+
+def test_write_outputs(corpus, tmp_path):
+    result = deduplicate(corpus, **PARAMS)
+    write_dedup_outputs(result, tmp_path / "out")
+    assert np.load(tmp_path / "out" / "kept_ids.npy").tolist() == result.kept_ids
+    lines = (tmp_path / "out" / "clusters.jsonl").read_text().splitlines()
+    assert [json.loads(x) for x in lines] == result.clusters
+    assert read_json(tmp_path / "out" / "dedup_stats.json") == result.stats
+
+
+def test_ids_agree_with_tokenized_documents(tmp_path):
+    # empty documents are skipped by both stages, so kept id i is tokenized entry i
+    texts = [
+        "alpha beta gamma delta epsilon zeta",
+        "",
+        "one two three four five six seven",
+        "alpha beta gamma delta epsilon zeta",
+        "   ",
+        "eta theta iota kappa lambda mu",
+    ]
+    src = tmp_path / "d.jsonl"
+    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    train_bpe([src], 300, tmp_path / "tok.json")
+    tokenize_documents(src, tmp_path / "tok.json", tmp_path / "docs")
+    result = deduplicate(src, **PARAMS)
+    assert result.kept_ids == [0, 1, 3] and result.clusters == [[0, 2]]
+    stats = select_documents(tmp_path / "docs", result.kept_ids, tmp_path / "kept")
+    full, kept = MMapIndexedDataset(tmp_path / "docs"), MMapIndexedDataset(tmp_path / "kept")
+    assert [x.tolist() for x in kept] == [full[i].tolist() for i in (0, 1, 3)]
+    assert stats == {
+        "documents_in": 4,
+        "documents_out": 3,
+        "tokens_in": full.num_tokens,
+        "tokens_out": kept.num_tokens,
+    }
+    assert stats["tokens_out"] < stats["tokens_in"]
+
+
+def test_select_documents_rejects_foreign_ids(tmp_path):
+    write_indexed_dataset(tmp_path / "docs", [[1, 2], [3], [4, 5, 6]])
+    with pytest.raises(ValueError, match=r"strictly increasing ids in \[0, 3\).*another corpus"):
+        select_documents(tmp_path / "docs", [0, 5], tmp_path / "kept")
+    with pytest.raises(ValueError, match="strictly increasing"):
+        select_documents(tmp_path / "docs", [2, 1], tmp_path / "kept")
+    assert not (tmp_path / "kept.bin").exists() and not (tmp_path / "kept.idx").exists()
+    stats = select_documents(tmp_path / "docs", np.array([], dtype=np.int64), tmp_path / "kept")
+    assert stats["tokens_out"] == 0 and len(MMapIndexedDataset(tmp_path / "kept")) == 0
