@@ -76,7 +76,7 @@ def test_every_checkpoint_loads_and_gives_a_finite_loss(run):
     for variant in VARIANTS:
         samples = MMapIndexedDataset(run / "data" / variant / "samples")
         for size in SIZES:
-            step = ITERS // 2
+            step = 2 * CFG["training"]["checkpoints"]["every"]  # a scheduled checkpoint
             ckpt = run / "models" / variant / size / f"step{step}"
             model = AutoModelForCausalLM.from_pretrained(ckpt)
             AutoTokenizer.from_pretrained(ckpt)
