@@ -75,3 +75,18 @@ def test_token_too_large_leaves_no_output(tmp_path):
             w.add_document([1, 2])
             w.add_document([70000])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_reading_past_a_sequence_is_refused(tmp_path):
+    write_indexed_dataset(tmp_path / "d", [[1, 2, 3], [4, 5]])
+    ds = MMapIndexedDataset(tmp_path / "d")
+    assert ds.get(0, offset=1, length=2).tolist() == [2, 3]
+    with pytest.raises(IndexError, match="out of range"):
+        ds.get(0, offset=2, length=2)  # would run into sequence 1
+
+
+def test_rewrite_replaces_the_pair_and_leaves_no_temp_files(tmp_path):
+    write_indexed_dataset(tmp_path / "d", [[1, 2, 3]])
+    write_indexed_dataset(tmp_path / "d", [[7], [8, 9]])
+    assert [x.tolist() for x in MMapIndexedDataset(tmp_path / "d")] == [[7], [8, 9]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.bin", "d.idx"]

@@ -65,8 +65,9 @@ def prefix_paths(prefix: str | os.PathLike) -> tuple[Path, Path]:
 class IndexedDatasetWriter:
     """Streams sequences into `<prefix>.bin` and writes `<prefix>.idx` on `finalize`.
 
-    Both files are written under temporary names and renamed into place only when complete.
-    Use as a context manager: an exception discards the partial files.
+    Both files are written under temporary names and renamed into place only when complete
+    (an old `.idx` is removed first, so a kill between the two renames leaves no pair that
+    looks complete). Use as a context manager: an exception discards the partial files.
     """
 
     def __init__(self, prefix: str | os.PathLike, dtype: np.dtype | type = np.uint16):
@@ -74,8 +75,9 @@ class IndexedDatasetWriter:
         self.dtype = np.dtype(dtype)
         if self.dtype not in CODES:
             raise IndexedDatasetError(f"{self.bin_path}: unsupported dtype {self.dtype}")
-        self._bin_ctx = atomic_path(self.bin_path)
-        self._tmp_bin = self._bin_ctx.__enter__()
+        self.bin_path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp_bin = self.bin_path.with_name(f".{self.bin_path.name}.{os.getpid()}.tmp")
+        self._tmp_idx = self.idx_path.with_name(f".{self.idx_path.name}.{os.getpid()}.tmp")
         self._file = open(self._tmp_bin, "wb")
         self.sizes: list[int] = []
         self.doc_idx: list[int] = [0]
@@ -101,13 +103,21 @@ class IndexedDatasetWriter:
         self.end_document()
 
     def finalize(self) -> None:
-        self._file.close()
-        write_index(self.idx_path, self.dtype, np.asarray(self.sizes, np.int32), self.doc_idx)
-        self._bin_ctx.__exit__(None, None, None)
+        try:
+            self._file.close()
+            with open(self._tmp_idx, "wb") as f:
+                _write_index(f, self.dtype, np.asarray(self.sizes, np.int32), self.doc_idx)
+            self.idx_path.unlink(missing_ok=True)
+            os.replace(self._tmp_bin, self.bin_path)
+            os.replace(self._tmp_idx, self.idx_path)
+        except BaseException:
+            self.abort()
+            raise
 
     def abort(self) -> None:
         self._file.close()
-        self._bin_ctx.__exit__(IndexedDatasetError, None, None)
+        self._tmp_bin.unlink(missing_ok=True)
+        self._tmp_idx.unlink(missing_ok=True)
 
     def __enter__(self) -> IndexedDatasetWriter:
         return self
@@ -119,21 +129,25 @@ class IndexedDatasetWriter:
             self.abort()
 
 
-def write_index(idx_path: Path, dtype: np.dtype, sizes: np.ndarray, doc_idx) -> None:
+def _write_index(f, dtype: np.dtype, sizes: np.ndarray, doc_idx) -> None:
     sizes = np.asarray(sizes, dtype=np.int32)
     pointers = np.zeros(len(sizes), dtype=np.int64)
     if len(sizes) > 1:
         np.cumsum(sizes[:-1].astype(np.int64) * np.dtype(dtype).itemsize, out=pointers[1:])
     doc_idx = np.asarray(doc_idx, dtype=np.int64)
+    f.write(MAGIC)
+    f.write(struct.pack("<Q", VERSION))
+    f.write(struct.pack("<B", CODES[np.dtype(dtype)]))
+    f.write(struct.pack("<Q", len(sizes)))
+    f.write(struct.pack("<Q", len(doc_idx)))
+    f.write(sizes.tobytes(order="C"))
+    f.write(pointers.tobytes(order="C"))
+    f.write(doc_idx.tobytes(order="C"))
+
+
+def write_index(idx_path: Path, dtype: np.dtype, sizes: np.ndarray, doc_idx) -> None:
     with atomic_path(idx_path) as tmp, open(tmp, "wb") as f:
-        f.write(MAGIC)
-        f.write(struct.pack("<Q", VERSION))
-        f.write(struct.pack("<B", CODES[np.dtype(dtype)]))
-        f.write(struct.pack("<Q", len(sizes)))
-        f.write(struct.pack("<Q", len(doc_idx)))
-        f.write(sizes.tobytes(order="C"))
-        f.write(pointers.tobytes(order="C"))
-        f.write(doc_idx.tobytes(order="C"))
+        _write_index(f, dtype, sizes, doc_idx)
 
 
 def write_indexed_dataset(prefix: str | os.PathLike, sequences: Iterable, dtype=np.uint16) -> None:
@@ -199,6 +213,11 @@ class MMapIndexedDataset:
             raise IndexError(f"{self.bin_path}: sequence {i} out of range (have {len(self)})")
         size = int(self.sizes[i])
         length = size - offset if length is None else length
+        if offset < 0 or length < 0 or offset + length > size:
+            raise IndexError(
+                f"{self.bin_path}: tokens [{offset}, {offset + length}) of sequence {i} out of "
+                f"range (it has {size})"
+            )
         start = int(self.pointers[i]) + offset * self.dtype.itemsize
         return (
             np.frombuffer(self._bin, self.dtype, length, start)
