@@ -15,5 +15,6 @@ rule upload:
     params:
         hub=config["hub"],
         local_root=run_path("hub", "repos"),
+        final_step=SUITE.training.train_iters,
     script:
         "../scripts/upload.py"

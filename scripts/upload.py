@@ -16,6 +16,7 @@ with log_to(sm.log[0]) as log:
         local_root=sm.params.local_root,
         endpoint=hub["endpoint"],
         private=hub["private"],
+        final=int(w.step) == sm.params.final_step,
     )
     log.info("published: %s", receipt)
     write_json(sm.output[0], receipt)

@@ -211,7 +211,7 @@ def hubeval_minihub(tmp_path, monkeypatch):
         yield hub
 
 
-def _hf_publish(ckpt, step, hub):
+def _hf_publish(ckpt, step, hub, final=False):
     return publish_checkpoint(
         ckpt,
         repo_id=REPO,
@@ -219,6 +219,7 @@ def _hf_publish(ckpt, step, hub):
         backend="huggingface",
         endpoint=hub.url,
         token="minihub-test",
+        final=final,
     )
 
 
@@ -228,10 +229,14 @@ def test_huggingface_backend_round_trip(hubeval_ckpts, hubeval_minihub, tmp_path
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     hub = hubeval_minihub
-    receipts = {s: _hf_publish(hubeval_ckpts[s], s, hub) for s in (0, 8)}
+    receipts = {s: _hf_publish(hubeval_ckpts[s], s, hub, final=s == 8) for s in (0, 8)}
     assert receipts[8]["url_or_path"] == f"{hub.url}/{REPO}/tree/step8"
     refs = {b.name: b.target_commit for b in HfApi(endpoint=hub.url).list_repo_refs(REPO).branches}
     assert refs["step0"] == receipts[0]["commit"] and refs["step8"] == receipts[8]["commit"]
+    # Pythia: main serves the final step
+    assert refs["main"] == receipts[8]["main_commit"] and "main_commit" not in receipts[0]
+    main_files = HfApi(endpoint=hub.url).list_repo_files(REPO, revision="main")
+    assert "model.safetensors" in main_files
     files = HfApi(endpoint=hub.url).list_repo_files(REPO, revision="step8")
     assert not any(f.startswith("deepspeed/") for f in files)
 

@@ -118,23 +118,29 @@ def publish_checkpoint(
     endpoint: str | None = None,
     token: str | None = None,
     private: bool = False,
+    final: bool = False,
 ) -> dict[str, Any]:
     """Upload every file of `ckpt_dir` except ``deepspeed/`` to `repo_id` at `branch`.
 
+    `final`: this is the last step of training, which Pythia also serves as `main` (the
+    local_git backend moves `main` to the highest step by itself).
+
     Returns the receipt: {backend, repo_id, branch, commit, files: {name: sha256}, bytes,
-    url_or_path, step, uploaded_at}.
+    url_or_path, step, uploaded_at} (plus main_commit when `final` on the Hugging Face Hub).
     """
     ckpt_dir = Path(ckpt_dir)
     files = checkpoint_files(ckpt_dir)
     step = _checkpoint_step(ckpt_dir, branch)
+    extra: dict[str, Any] = {}
     if backend == "local_git":
         if local_root is None:
             raise ValueError("backend 'local_git' needs local_root (the folder holding the repos)")
         commit, where = _publish_local_git(ckpt_dir, files, Path(local_root), repo_id, branch, step)
     elif backend == "huggingface":
-        commit, where = _publish_huggingface(
-            ckpt_dir, repo_id, branch, step, endpoint=endpoint, token=token, private=private
-        )
+        kw = dict(endpoint=endpoint, token=token, private=private)
+        commit, where = _publish_huggingface(ckpt_dir, repo_id, branch, step, **kw)
+        if final and branch != "main":
+            extra["main_commit"], _ = _publish_huggingface(ckpt_dir, repo_id, "main", step, **kw)
     else:
         raise ValueError(f"unknown hub backend {backend!r}: expected one of {list(BACKENDS)}")
     return {
@@ -147,6 +153,7 @@ def publish_checkpoint(
         "url_or_path": where,
         "step": step,
         "uploaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **extra,
     }
 
 
