@@ -151,7 +151,8 @@ def plot_over_training(
                     line["step"], line["value"], marker="o", ms=3, lw=1.5, color=colors[size]
                 )
                 handles.setdefault(size, h)
-            if boundaries.get(variant) is not None:
+            # a variant that never reaches its second epoch gets no line (as standard Pythia)
+            if boundaries.get(variant) is not None and boundaries[variant] <= max_step:
                 h = ax.axvline(boundaries[variant], color="0.3", ls="--", lw=1)
                 handles.setdefault("epoch 2 starts", h)
             if part.empty:
