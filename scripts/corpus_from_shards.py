@@ -1,9 +1,8 @@
 """Snakemake adapter: join raw Pile-style shards into the train and held-out corpus."""
 
-from workflow.sources import concat_jsonl
-
 from workflow.io import write_json
 from workflow.logs import log_to
+from workflow.sources import concat_jsonl
 
 with log_to(snakemake.log[0]) as log:  # noqa: F821
     out = snakemake.output  # noqa: F821

@@ -3,7 +3,6 @@
 from pathlib import Path
 
 from workflow.dedup import deduplicate, write_dedup_outputs
-
 from workflow.logs import log_to
 
 with log_to(snakemake.log[0]) as log:  # noqa: F821

@@ -1,8 +1,8 @@
 """Snakemake adapter: the deduped variant's documents = the kept subset of the standard ones."""
 
 import numpy as np
-from workflow.dedup import select_documents
 
+from workflow.dedup import select_documents
 from workflow.io import write_json
 from workflow.logs import log_to
 

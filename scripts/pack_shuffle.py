@@ -1,7 +1,6 @@
 """Snakemake adapter: pack documents into the pre-shuffled sample file (GPT-NeoX v1.0 order)."""
 
 from workflow.data_order import pack_samples
-
 from workflow.logs import log_to
 
 with log_to(snakemake.log[0]) as log:  # noqa: F821
