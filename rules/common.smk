@@ -13,7 +13,10 @@ export_library_path(workflow.basedir)
 
 # Validate once, fill the schema's defaults in place (scripts see them via snakemake.config).
 try:
-    _validated = validate_config(config, source="config")
+    _validated = validate_config(
+        config,
+        source=", ".join(map(str, workflow.config_settings.configfiles)) or "config",
+    )
 except ConfigError as e:
     raise WorkflowError(str(e)) from None
 config.clear()

@@ -1,6 +1,7 @@
 """Config validation, the checkpoint schedule, training segments and the compute plan."""
 
 import math
+from pathlib import Path
 
 import pytest
 import yaml
@@ -166,3 +167,31 @@ def test_multi_node_launch_uses_srun_and_torchrun(paper, tmp_path):
     assert cmd[:4] == ["srun", "-N", "32", "--ntasks-per-node=1"]
     assert "--nproc_per_node 8" in cmd[-1] and "workflow.train" in cmd[-1]
     assert (tmp_path / f"suite-12b-deduped-{seg.end}.json").exists()
+
+
+def test_snakemake_reports_a_bad_config_by_key(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        Path("tests/data/ci.yaml").read_text().replace("seq_length: 32", "seq_length: long")
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--configfile",
+            str(bad),
+            "--directory",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert f"invalid {bad}" in proc.stdout + proc.stderr
+    assert "training.seq_length: 'long' is not of type 'integer'" in proc.stdout + proc.stderr
