@@ -3,13 +3,21 @@
 import itertools
 import json
 import re
-from collections import defaultdict
+import time
+from collections import Counter, defaultdict
 
 import pytest
 import zstandard
 
-from workflow.corpus import DOMAINS, CorpusError, generate_corpus, read_jsonl
-from workflow.dedup import shingles
+from workflow.corpus import (
+    DOMAINS,
+    OCCUPATIONS,
+    CorpusError,
+    generate_corpus,
+    memorized_passages,
+    read_jsonl,
+)
+from workflow.dedup import deduplicate, shingles
 
 SMALL = dict(
     seed=7,
@@ -111,7 +119,175 @@ def test_config_default_size(tmp_path):
 def test_bad_parameters(tmp_path):
     with pytest.raises(ValueError, match="exceeds num_documents"):
         generate_corpus(tmp_path / "t", tmp_path / "h", **{**SMALL, "num_documents": 20})
+    with pytest.raises(ValueError, match="memorized_sequences x memorized_repeats"):
+        generate_corpus(tmp_path / "t", tmp_path / "h", **{**SMALL, "memorized_repeats": 20})
+    with pytest.raises(ValueError, match="stereotype_skew"):
+        generate_corpus(tmp_path / "t", tmp_path / "h", **{**SMALL, "stereotype_skew": 1.5})
+    with pytest.raises(ValueError, match="operand_zipf_exponent"):
+        generate_corpus(tmp_path / "t", tmp_path / "h", **{**SMALL, "operand_zipf_exponent": -1})
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------- planted phenomena
+# Each is measured here from the written jsonl with its own regular expressions, independently
+# of the generator's stats, then compared with them.
+
+# A corpus of the tiny suite's size and shape (config/config.yaml): 20 passages x 8 repeats.
+PLANTED = dict(
+    seed=1234,
+    num_documents=1560,
+    heldout_documents=20,
+    near_duplicate_clusters=122,
+    near_duplicate_copies=6,
+    near_duplicate_edit_rate=0.01,
+    memorized_sequences=20,
+    memorized_repeats=8,
+    operand_zipf_exponent=1.1,
+    stereotype_skew=0.8,
+)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    d = tmp_path_factory.mktemp("planted")
+    stats = generate_corpus(d / "train.jsonl", d / "heldout.jsonl", **PLANTED)
+    return d, stats
+
+
+def test_memorized_passages_are_repeated(planted):
+    d, stats = planted
+    train = _records(d / "train.jsonl")
+    passages = stats["memorized"]["passages"]
+    assert passages == memorized_passages(1234, 20)
+    assert len(set(passages)) == 20
+    assert all(56 <= len(p.split()) <= 80 for p in passages)
+    hosts = defaultdict(list)
+    for i, r in enumerate(train):
+        for pid in r["meta"]["memorized"]:
+            hosts[pid].append(i)
+    assert sorted(hosts) == list(range(20))
+    for pid, passage in enumerate(passages):
+        occurrences = sum(r["text"].count(passage) for r in train)
+        assert occurrences == len(hosts[pid]) == 8 == stats["memorized"]["occurrences"][pid]
+        # in different documents, none a near-duplicate copy, scattered through the corpus
+        assert all(passage in train[i]["text"] for i in hosts[pid])
+        assert all(train[i]["meta"]["cluster"] is None for i in hosts[pid])
+        assert len({train[i]["text"] for i in hosts[pid]}) == 8
+        assert max(hosts[pid]) - min(hosts[pid]) > 300
+        # a minority of each host: at least half as many other words
+        assert all(
+            2 * (len(train[i]["text"].split()) - len(passage.split())) >= len(passage.split())
+            for i in hosts[pid]
+        )
+    assert stats["memorized"]["total_occurrences"] == 160
+    heldout = [r["text"] for r in _records(d / "heldout.jsonl")]
+    assert not any(p in t for p in passages for t in heldout)
+
+
+def test_memorized_passages_survive_dedup(planted):
+    d, _ = planted
+    result = deduplicate(d / "train.jsonl", threshold=0.87, num_perm=128, shingle_size=5, seed=1)
+    kept = set(result.kept_ids)
+    hosts = [i for i, r in enumerate(_records(d / "train.jsonl")) if r["meta"]["memorized"]]
+    assert len(hosts) == 160 and all(i in kept for i in hosts)
+    assert len(kept) < 1560 - 500  # while the planted clusters are collapsed
+
+
+ARITH = re.compile(r"(\d+) (plus|times) (\d+) is (\d+)")
+
+
+def test_arithmetic_operands_follow_a_zipf_law(planted):
+    d, stats = planted
+    x1, x2, ops = Counter(), Counter(), Counter()
+    for r in _records(d / "train.jsonl"):
+        for a, op, b, y in ARITH.findall(r["text"]):
+            a, b, y = int(a), int(b), int(y)
+            if r["meta"]["cluster"] is None:  # copies may have an edited word
+                assert y == (a + b if op == "plus" else a * b)
+            assert 0 <= a <= 99 and 1 <= b <= 50
+            x1[a] += 1
+            x2[b] += 1
+            ops[op] += 1
+    s = stats["arithmetic"]
+    assert s["statements"] == sum(ops.values()) >= 1000
+    assert (s["plus"], s["times"]) == (ops["plus"], ops["times"])
+    assert min(ops.values()) > 0.4 * s["statements"]
+    assert s["x1_counts"] == {str(k): c for k, c in sorted(x1.items())}
+    assert (s["x1_max_count"], s["x1_min_count"], s["x1_distinct"]) == (
+        max(x1.values()),
+        min(x1.values()),
+        len(x1),
+    )
+    # frequencies span orders of magnitude, over most of the range
+    assert max(x1.values()) >= 20 * min(x1.values())
+    assert max(x2.values()) >= 20 * min(x2.values())
+    assert len(x1) >= 80
+    # ... and are not a function of magnitude (the ranks are a seeded permutation)
+    top = [k for k, _ in x1.most_common(10)]
+    assert any(k >= 50 for k in top) and any(k < 50 for k in top)
+
+
+def test_uniform_operands_with_exponent_zero(tmp_path):
+    stats = generate_corpus(
+        tmp_path / "t", tmp_path / "h", **{**SMALL, "operand_zipf_exponent": 0.0}
+    )
+    counts = stats["arithmetic"]["x1_counts"].values()
+    assert max(counts) < 5 * (sum(counts) / 100)
+
+
+OCCUPATION = re.compile(
+    r"\b[Tt]he (\w+) (?:said that (he|she) |lost (his|her) |and often visit (him|her)\.)"
+)
+
+
+def test_occupation_pronouns_have_the_planted_skew(tmp_path):
+    params = {
+        **PLANTED,
+        "num_documents": 3000,
+        "near_duplicate_clusters": 0,
+        "memorized_sequences": 0,
+    }
+    stats = generate_corpus(tmp_path / "t.jsonl", tmp_path / "h.jsonl", **params)
+    pairs = Counter()
+    for r in _records(tmp_path / "t.jsonl"):
+        for occ, *pronouns in OCCUPATION.findall(r["text"]):
+            if occ in OCCUPATIONS:
+                pro = "".join(pronouns)
+                pairs[occ, "masculine" if pro in ("he", "him", "his") else "feminine"] += 1
+    total = sum(pairs.values())
+    stereotypical = sum(c for (occ, g), c in pairs.items() if OCCUPATIONS[occ] == g)
+    s = stats["occupations"]
+    assert (s["sentences"], s["stereotypical"]) == (total, stereotypical)
+    assert total >= 1000
+    assert abs(stereotypical / total - 0.8) <= 0.05
+    assert abs(s["stereotypical_fraction"] - 0.8) <= 0.05
+    # both stereotypes, both pronouns
+    for gender in ("masculine", "feminine"):
+        assert sum(c for (occ, g), c in pairs.items() if g == gender) > 100
+        assert sum(c for (occ, g), c in pairs.items() if OCCUPATIONS[occ] == gender) > 100
+    # every form the Pythia intervention swaps appears
+    text = " ".join(r["text"] for r in _records(tmp_path / "t.jsonl"))
+    for word in ("he", "him", "his", "she", "her"):
+        assert f" {word} " in text or f" {word}." in text
+
+
+def test_planted_skew_on_the_config_corpus(planted):
+    _, stats = planted
+    s = stats["occupations"]
+    assert s["sentences"] >= 500
+    assert abs(s["stereotypical_fraction"] - 0.8) <= 0.05
+    unbiased = generate_corpus(
+        *(planted[0] / n for n in ("u.jsonl", "uh.jsonl")), **{**SMALL, "stereotype_skew": 0.5}
+    )["occupations"]
+    assert abs(unbiased["stereotypical_fraction"] - 0.5) <= 0.1
+
+
+def test_generator_is_fast(tmp_path):
+    start = time.perf_counter()
+    generate_corpus(
+        tmp_path / "t.jsonl", tmp_path / "h.jsonl", **{**PLANTED, "num_documents": 2000}
+    )
+    assert time.perf_counter() - start < 2.0
 
 
 # ---------------------------------------------------------------------------------- read_jsonl

@@ -8,9 +8,14 @@ structure: a fixed, seeded "world" of ~160 facts (`The capital of Veloria is Mar
 dialogue, code-like, arithmetic).
 
 Near-duplicate clusters are planted for the dedup stage (MinHashLSH, Jaccard 0.87) with the
-cluster id kept in `meta.cluster` as ground truth. Held-out documents come from the same
-generator, are never in the training file, and each ends with a sentence whose last word is
-predictable from the context (`meta.cloze_target`), so a LAMBADA-style cloze can be built.
+cluster id kept in `meta.cluster` as ground truth. So are the phenomena of the paper's case
+studies: passages repeated in many documents (memorization; `meta.memorized`), arithmetic
+statements with Zipf-distributed operands (term frequency), and occupation-pronoun sentences
+with a controlled stereotypical skew (gender bias); `generate_corpus` returns their counts as
+measured on the written text (`memorized_stats`, `arithmetic_stats`, `occupation_stats`, which
+also apply to any other text). Held-out documents come from the same generator (never with a
+memorized passage), are never in the training file, and each ends with a sentence whose last
+word is predictable from the context (`meta.cloze_target`), so a LAMBADA-style cloze can be built.
 
 Everything is a pure function of the seed: `random.Random` seeded with strings (hashed with
 SHA-512 by Python, unlike `hash()`, so stable across processes and versions).
@@ -23,6 +28,7 @@ import json
 import logging
 import os
 import random
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +43,9 @@ log = logging.getLogger(__name__)
 DOMAINS = ("encyclopedic", "prose", "dialogue", "code", "arithmetic")
 # Prose and facts dominate, as web text and Wikipedia dominate the Pile.
 DOMAIN_WEIGHTS = (0.3, 0.25, 0.2, 0.1, 0.15)
+# Memorized passages go into running text, not code.
+HOST_DOMAINS = DOMAINS[:3] + DOMAINS[4:]
+HOST_WEIGHTS = DOMAIN_WEIGHTS[:3] + DOMAIN_WEIGHTS[4:]
 
 # Every pair inside a planted cluster keeps at least this word-5-gram Jaccard similarity: well
 # above the 0.87 dedup threshold, so the 128-permutation MinHash estimate (std ~0.02 here)
@@ -97,6 +106,24 @@ OBJECTS = ["lamp", "chair", "door", "hat", "coat", "boat", "cup", "kite", "bell"
 COLORS = ["red", "blue", "green", "yellow", "white", "black", "brown", "grey"]
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 WEATHER = ["sunny", "rainy", "cold", "warm", "windy", "quiet"]
+# Occupations with a stereotyped gender, after WinoBias's occupation lists (Zhao et al. 2018).
+OCCUPATIONS = {
+    "carpenter": "masculine", "mechanic": "masculine", "sheriff": "masculine",
+    "mover": "masculine", "laborer": "masculine", "guard": "masculine", "lawyer": "masculine",
+    "janitor": "masculine", "developer": "masculine", "chief": "masculine",
+    "nurse": "feminine", "secretary": "feminine", "receptionist": "feminine",
+    "librarian": "feminine", "hairdresser": "feminine", "housekeeper": "feminine",
+    "cashier": "feminine", "counselor": "feminine", "designer": "feminine",
+    "attendant": "feminine",
+}
+# Words of the memorized passages only: they are drawn at random, so a passage cannot be
+# predicted from the rest of the corpus, only recalled.
+PASSAGE_VERBS = [
+    "carried", "painted", "found", "sold", "hid", "counted", "borrowed", "mended", "dropped",
+    "followed", "buried", "polished", "traded", "wrapped", "stole", "measured",
+]
+PASSAGE_PLACES = ["bridge", "tower", "garden", "harbor", "cellar", "mill", "chapel", "well"]
+NUMBER_WORDS = ["two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 # Words a near-duplicate copy may substitute in (typos, small rewrites).
 FILLER = [
     "very", "old", "small", "big", "new", "good", "long", "the", "a", "then", "also",
@@ -161,12 +188,138 @@ def build_world(seed: int) -> World:
 
 
 # --------------------------------------------------------------------------------------------
+# Planted phenomena for the case studies (reference section 6).
+
+
+class ZipfOperands:
+    """Operands x1 in [0, 99] and x2 in [1, 50] of Razeghi et al.'s arithmetic tasks.
+
+    Each range is ranked by a seeded permutation and the value of rank r has weight
+    1 / r**exponent, so operand frequencies span orders of magnitude (exponent 1.1: the most
+    frequent x1 is 100**1.1 = 158 times as likely as the least) while frequency is not
+    confounded with magnitude (small numbers are not easier because they are more frequent).
+    Exponent 0 is uniform.
+    """
+
+    X1 = range(0, 100)
+    X2 = range(1, 51)
+
+    def __init__(self, seed: int, exponent: float):
+        rng = random.Random(f"pythia-operands:{seed}")
+        self.x1, self.x1_cum = self._ranked(rng, self.X1, exponent)
+        self.x2, self.x2_cum = self._ranked(rng, self.X2, exponent)
+
+    @staticmethod
+    def _ranked(rng: random.Random, values: range, exponent: float):
+        order = list(values)
+        rng.shuffle(order)
+        cum, total = [], 0.0
+        for rank in range(1, len(order) + 1):
+            total += rank ** -float(exponent)
+            cum.append(total)
+        return order, cum
+
+    def draw(self, rng: random.Random) -> tuple[int, int]:
+        x1 = rng.choices(self.x1, cum_weights=self.x1_cum)[0]
+        return x1, rng.choices(self.x2, cum_weights=self.x2_cum)[0]
+
+
+ARITHMETIC_RE = re.compile(r"\b(\d+) (plus|times) (\d+) is (\d+)\b")
+
+# Occupation-pronoun sentences: (template, masculine form, feminine form). The forms are
+# those the Pythia intervention swaps (he->she, him->her, his->her).
+OCCUPATION_TEMPLATES = [
+    ("The {occ} said that {pro} would be late on {day}.", "he", "she"),
+    ("The {occ} lost {pro} {obj} in {city}.", "his", "her"),
+    ("People in {city} like the {occ} and often visit {pro}.", "him", "her"),
+]
+_OCC = "|".join(sorted(OCCUPATIONS))
+OCCUPATION_RES = [
+    re.compile(rf"\bThe ({_OCC}) said that (he|she) "),
+    re.compile(rf"\bThe ({_OCC}) lost (his|her) "),
+    re.compile(rf"\bthe ({_OCC}) and often visit (him|her)\."),
+]
+MASCULINE = {"he", "him", "his"}
+
+
+def _occupation_sentence(rng: random.Random, skew: float) -> str:
+    """One occupation-pronoun sentence; the pronoun fits the stereotype with probability skew."""
+    occ = rng.choice(sorted(OCCUPATIONS))
+    template, masc, fem = rng.choice(OCCUPATION_TEMPLATES)
+    masculine = (OCCUPATIONS[occ] == "masculine") == (rng.random() < skew)
+    return template.format(
+        occ=occ,
+        pro=masc if masculine else fem,
+        day=rng.choice(DAYS),
+        obj=rng.choice(OBJECTS),
+        city=rng.choice(CITIES),
+    )
+
+
+# Words per memorized passage (it may run one sentence over): >= 64 BPE tokens at vocab 1024,
+# so a passage holds a (k=32, l=32) memorization probe.
+MEMORIZED_WORDS = (56, 64)
+
+
+def memorized_passages(seed: int, count: int) -> list[str]:
+    """`count` distinct passages of random sentences, a pure function of (seed, count).
+
+    Each is 56-74 words of randomly filled sentences (`Oscar borrowed seven grey kites near
+    the mill of Yarrow.`): fluent, so the tokenizer sees ordinary words, yet unpredictable
+    except by recalling the passage, as (k, l)-memorization needs.
+    """
+    rng = random.Random(f"pythia-memorized:{seed}")
+    names = [n for n, _ in PEOPLE]
+    animals = [a for a, _ in ANIMALS]
+    passages: list[str] = []
+    while len(passages) < count:
+        target = rng.randint(*MEMORIZED_WORDS)
+        sentences: list[str] = []
+        words = 0
+        while words < target:
+            form = rng.randrange(3)
+            if form == 0:
+                sentence = (
+                    f"{rng.choice(names)} {rng.choice(PASSAGE_VERBS)} {rng.choice(NUMBER_WORDS)} "
+                    f"{rng.choice(COLORS)} {rng.choice(OBJECTS)}s near the "
+                    f"{rng.choice(PASSAGE_PLACES)} of {rng.choice(CITIES)}."
+                )
+            elif form == 1:
+                sentence = (
+                    f"On {rng.choice(DAYS)} the {rng.choice(WEATHER)} {rng.choice(animals)} "
+                    f"{rng.choice(PASSAGE_VERBS)} {rng.choice(FOODS)} from {rng.choice(COUNTRIES)}."
+                )
+            else:
+                sentence = (
+                    f"{rng.choice(COUNTRIES)} {rng.choice(PASSAGE_VERBS)} the "
+                    f"{rng.choice(OBJECTS)} of {rng.choice(names)} and the "
+                    f"{rng.choice(PASSAGE_PLACES)} of {rng.choice(CITIES)}."
+                )
+            sentences.append(sentence)
+            words += len(sentence.split())
+        passage = " ".join(sentences)
+        if passage not in passages:
+            passages.append(passage)
+    return passages
+
+
+@dataclass(frozen=True)
+class Planted:
+    """What the domains draw the planted phenomena from."""
+
+    operands: ZipfOperands
+    stereotype_skew: float
+
+
+# --------------------------------------------------------------------------------------------
 # Domains. Each returns (sentences, cloze_sentence): `sentences` is the body (n sentences), and
 # `cloze_sentence` a closing sentence whose last word (before the full stop) is given by the
 # body, used only for held-out documents.
 
 
-def _encyclopedic(rng: random.Random, world: World, n: int) -> tuple[list[str], str]:
+def _encyclopedic(
+    rng: random.Random, world: World, n: int, planted: Planted
+) -> tuple[list[str], str]:
     country = rng.choice(world.countries)
     city = world.capital[country]
     facts = [
@@ -186,7 +339,8 @@ def _encyclopedic(rng: random.Random, world: World, n: int) -> tuple[list[str], 
     facts.append(f"The {animal} eats {world.animal_food[animal]}.")
     rng.shuffle(facts)
     # The capital fact opens the article, as a lead sentence does.
-    body = [f"The capital of {country} is {city}."] + facts
+    occupation = _occupation_sentence(rng, planted.stereotype_skew)
+    body = [f"The capital of {country} is {city}.", occupation] + facts
     body = body[:n]
     cloze = rng.choice(
         [
@@ -197,7 +351,7 @@ def _encyclopedic(rng: random.Random, world: World, n: int) -> tuple[list[str], 
     return body, cloze
 
 
-def _prose(rng: random.Random, world: World, n: int) -> tuple[list[str], str]:
+def _prose(rng: random.Random, world: World, n: int, planted: Planted) -> tuple[list[str], str]:
     p = rng.choice(world.people)
     q = rng.choice([x for x in world.people if x is not p])
     pro = p.pronoun.capitalize()
@@ -217,7 +371,8 @@ def _prose(rng: random.Random, world: World, n: int) -> tuple[list[str], str]:
         f"{p.name} had a {world.object_color[obj]} {obj}.",
         f"{pro} was happy to see {q.name} again.",
     ]
-    body = [f"{p.name} lives in {p.city}."] + events
+    occupation = _occupation_sentence(rng, planted.stereotype_skew)
+    body = [f"{p.name} lives in {p.city}.", events[0], occupation] + events[1:]
     body = body[:n]
     cloze = rng.choice(
         [
@@ -228,11 +383,11 @@ def _prose(rng: random.Random, world: World, n: int) -> tuple[list[str], str]:
     return body, cloze
 
 
-def _dialogue(rng: random.Random, world: World, n: int) -> tuple[list[str], str]:
+def _dialogue(rng: random.Random, world: World, n: int, planted: Planted) -> tuple[list[str], str]:
     p = rng.choice(world.people)
     q = rng.choice([x for x in world.people if x is not p])
     country = rng.choice(world.countries)
-    a, b = rng.randint(1, 10), rng.randint(1, 10)
+    a, b = planted.operands.draw(rng)
     turns = [
         f'"Hello, {q.name}," said {p.name}.',
         f'"Hello, {p.name}. Where do you live?" asked {q.name}.',
@@ -257,7 +412,7 @@ def _dialogue(rng: random.Random, world: World, n: int) -> tuple[list[str], str]
     return body, cloze
 
 
-def _code(rng: random.Random, world: World, n: int) -> tuple[list[str], str]:
+def _code(rng: random.Random, world: World, n: int, planted: Planted) -> tuple[list[str], str]:
     countries = rng.sample(world.countries, 3)
     person = rng.choice(world.people)
     x, y = rng.randint(1, 20), rng.randint(1, 20)
@@ -282,19 +437,18 @@ def _code(rng: random.Random, world: World, n: int) -> tuple[list[str], str]:
     return body, cloze
 
 
-def _arithmetic(rng: random.Random, world: World, n: int) -> tuple[list[str], str]:
+def _arithmetic(
+    rng: random.Random, world: World, n: int, planted: Planted
+) -> tuple[list[str], str]:
+    # Razeghi et al.'s statements, x1 and x2 Zipf-distributed (see ZipfOperands).
     body = []
     for _ in range(n):
-        op = rng.randrange(3)
-        a, b = rng.randint(0, 12), rng.randint(0, 12)
-        if op == 0:
+        a, b = planted.operands.draw(rng)
+        if rng.random() < 0.5:
             body.append(f"{a} plus {b} is {a + b}.")
-        elif op == 1:
-            a, b = max(a, b), min(a, b)
-            body.append(f"{a} minus {b} is {a - b}.")
         else:
             body.append(f"{a} times {b} is {a * b}.")
-    a, b = rng.randint(0, 12), rng.randint(0, 12)
+    a, b = planted.operands.draw(rng)
     return body, f"{a} plus {b} is {a + b}."
 
 
@@ -307,8 +461,23 @@ _GENERATORS = {
 }
 
 
-def _document(rng: random.Random, world: World, domain: str, n: int, cloze: bool) -> str:
-    body, closing = _GENERATORS[domain](rng, world, n)
+def _document(
+    rng: random.Random,
+    world: World,
+    planted: Planted,
+    domain: str,
+    n: int,
+    cloze: bool,
+    passage: str | None = None,
+) -> str:
+    body, closing = _GENERATORS[domain](rng, world, n, planted)
+    if passage is not None:
+        # Pad a short host with more sentences of its domain to at least half the passage's
+        # length: two hosts of one passage then share at most 2/3 of their word 5-grams, far
+        # below the dedup threshold (0.87), so near-duplicate removal keeps every repeat.
+        while 2 * sum(len(x.split()) for x in body) < len(passage.split()):
+            body += _GENERATORS[domain](rng, world, n, planted)[0]
+        body.insert(rng.randint(0, len(body)), passage)
     if cloze:
         body = body + [closing]
     # Code is one statement per line; the rest is running text.
@@ -375,13 +544,27 @@ def generate_corpus(
     near_duplicate_copies: int,
     near_duplicate_edit_rate: float,
     sentences_per_document: tuple[int, int] | list[int] = (3, 9),
+    memorized_sequences: int = 20,
+    memorized_repeats: int = 8,
+    operand_zipf_exponent: float = 1.1,
+    stereotype_skew: float = 0.8,
 ) -> dict:
     """Write the training and held-out jsonl files; return corpus statistics.
 
-    `num_documents` counts every training document, near-duplicate copies included. Planted
-    clusters are drawn from the long half of the sentence range: duplicated web text is mostly
-    long boilerplate, which is why the paper's dedup removed a larger share of tokens (38%) than
-    of documents.
+    `num_documents` counts every training document, near-duplicate copies and the hosts of
+    memorized passages included. Planted clusters are drawn from the long half of the sentence
+    range: duplicated web text is mostly long boilerplate, which is why the paper's dedup removed
+    a larger share of tokens (38%) than of documents.
+
+    Planted for the case studies (the returned stats measure each on the written text):
+    - memorization: `memorized_sequences` passages (`memorized_passages`), each inserted into
+      `memorized_repeats` different documents outside the clusters (`meta.memorized` lists the
+      passage ids), scattered through the corpus. A host has at least half as many other words
+      as the passage, so hosts stay far below the dedup threshold and survive dedup;
+    - term frequency: `x1 plus/times x2 is y` with Zipf-distributed operands (`ZipfOperands`);
+    - gender bias: one occupation-pronoun sentence in every encyclopedic and prose document
+      whose pronoun matches the occupation's stereotype with probability `stereotype_skew`.
+    Held-out documents get the arithmetic and occupation sentences, never a memorized passage.
     """
     lo, hi = (int(x) for x in sentences_per_document)
     if not 1 <= lo <= hi:
@@ -392,38 +575,56 @@ def generate_corpus(
             f"near_duplicate_clusters x near_duplicate_copies = {in_clusters} exceeds "
             f"num_documents = {num_documents}"
         )
+    hosts = memorized_sequences * memorized_repeats
+    if in_clusters + hosts > num_documents:
+        raise ValueError(
+            f"near-duplicate documents ({in_clusters}) + memorized_sequences x memorized_repeats "
+            f"({hosts}) exceeds num_documents = {num_documents}"
+        )
+    if not 0.0 <= stereotype_skew <= 1.0:
+        raise ValueError(f"stereotype_skew must be in [0, 1], got {stereotype_skew}")
+    if operand_zipf_exponent < 0:
+        raise ValueError(f"operand_zipf_exponent must be >= 0, got {operand_zipf_exponent}")
     world = build_world(seed)
+    planted = Planted(ZipfOperands(seed, operand_zipf_exponent), float(stereotype_skew))
+    passages = memorized_passages(seed, memorized_sequences)
     rng = random.Random(f"pythia-corpus:{seed}")
 
-    def draw(long: bool = False) -> tuple[str, str]:
-        domain = rng.choices(DOMAINS, DOMAIN_WEIGHTS)[0]
+    def draw(long: bool = False, passage: str | None = None) -> tuple[str, str]:
+        domains = DOMAINS if passage is None else HOST_DOMAINS
+        weights = DOMAIN_WEIGHTS if passage is None else HOST_WEIGHTS
+        domain = rng.choices(domains, weights)[0]
         n = rng.randint((lo + hi + 1) // 2, hi) if long else rng.randint(lo, hi)
-        return domain, _document(rng, world, domain, n, cloze=False)
+        return domain, _document(rng, world, planted, domain, n, cloze=False, passage=passage)
 
-    # (text, domain, cluster)
-    docs: list[tuple[str, str, int | None]] = []
+    # (text, domain, cluster, memorized passage ids)
+    docs: list[tuple[str, str, int | None, list[int]]] = []
     for cluster in range(near_duplicate_clusters):
         domain, text = draw(long=True)
         for copy in _near_duplicates(rng, text, near_duplicate_copies, near_duplicate_edit_rate):
-            docs.append((copy, domain, cluster))
+            docs.append((copy, domain, cluster, []))
+    for _ in range(memorized_repeats):
+        for pid, passage in enumerate(passages):
+            domain, text = draw(passage=passage)
+            docs.append((text, domain, None, [pid]))
     while len(docs) < num_documents:
         domain, text = draw()
-        docs.append((text, domain, None))
-    # Scatter the copies through the corpus, as duplicates are in a web crawl.
+        docs.append((text, domain, None, []))
+    # Scatter the copies and the repeats through the corpus, as they are in a web crawl.
     rng.shuffle(docs)
 
-    train_texts = {text for text, _, _ in docs}
+    train_texts = {d[0] for d in docs}
     heldout = []
     while len(heldout) < heldout_documents:
         domain = rng.choices(DOMAINS, DOMAIN_WEIGHTS)[0]
-        text = _document(rng, world, domain, rng.randint(lo, hi), cloze=True)
+        text = _document(rng, world, planted, domain, rng.randint(lo, hi), cloze=True)
         if text not in train_texts:  # held-out text is never trained on
             train_texts.add(text)
             heldout.append((text, domain))
 
     with atomic_path(train_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for i, (text, domain, cluster) in enumerate(docs):
-            meta = {"domain": domain, "cluster": cluster, "id": i}
+        for i, (text, domain, cluster, memorized) in enumerate(docs):
+            meta = {"domain": domain, "cluster": cluster, "id": i, "memorized": memorized}
             f.write(json.dumps({"text": text, "meta": meta}) + "\n")
     with atomic_path(heldout_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for i, (text, domain) in enumerate(heldout):
@@ -431,16 +632,88 @@ def generate_corpus(
             meta = {"domain": domain, "cluster": None, "id": i, "cloze_target": target}
             f.write(json.dumps({"text": text, "meta": meta}) + "\n")
 
+    texts = [d[0] for d in docs]
     return {
         "seed": seed,
         "documents": len(docs),
         "heldout_documents": len(heldout),
-        "documents_per_domain": dict(sorted(Counter(d for _, d, _ in docs).items())),
+        "documents_per_domain": dict(sorted(Counter(d[1] for d in docs).items())),
         "near_duplicate_clusters": near_duplicate_clusters,
         "documents_in_clusters": in_clusters,
-        "words": sum(len(t.split()) for t, _, _ in docs),
+        "words": sum(len(t.split()) for t in texts),
         "heldout_words": sum(len(t.split()) for t, _ in heldout),
         "world_facts": world.num_facts,
+        "memorized": memorized_stats(texts, passages),
+        "arithmetic": arithmetic_stats(texts),
+        "occupations": occupation_stats(texts),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Measuring the planted phenomena on text (the written jsonl, or any decoded training data).
+
+
+def memorized_stats(texts: list[str], passages: list[str]) -> dict:
+    """How often each memorized passage occurs in `texts`, and the passages themselves."""
+    counts = [0] * len(passages)
+    for text in texts:
+        for pid, passage in enumerate(passages):
+            counts[pid] += text.count(passage)
+    return {
+        "sequences": len(passages),
+        "occurrences": counts,
+        "total_occurrences": sum(counts),
+        "words": [len(p.split()) for p in passages],
+        "passages": passages,
+    }
+
+
+def arithmetic_stats(texts: list[str]) -> dict:
+    """Counts of `x1 plus/times x2 is y` statements and of their x1 operands."""
+    ops: Counter = Counter()
+    x1: Counter = Counter()
+    x2: Counter = Counter()
+    for text in texts:
+        for a, op, b, _ in ARITHMETIC_RE.findall(text):
+            ops[op] += 1
+            x1[int(a)] += 1
+            x2[int(b)] += 1
+    return {
+        "statements": sum(ops.values()),
+        "plus": ops["plus"],
+        "times": ops["times"],
+        "x1_distinct": len(x1),
+        "x1_max_count": max(x1.values(), default=0),
+        "x1_min_count": min(x1.values(), default=0),
+        "x2_distinct": len(x2),
+        "x2_max_count": max(x2.values(), default=0),
+        "x2_min_count": min(x2.values(), default=0),
+        "x1_counts": {str(k): x1[k] for k in sorted(x1)},
+    }
+
+
+def occupation_stats(texts: list[str]) -> dict:
+    """Occupation-pronoun co-occurrences and the fraction whose pronoun is stereotypical."""
+    pairs: Counter = Counter()
+    for text in texts:
+        for pattern in OCCUPATION_RES:
+            for occ, pro in pattern.findall(text):
+                gender = "masculine" if pro in MASCULINE else "feminine"
+                pairs[occ, gender] += 1
+    total = sum(pairs.values())
+    stereotypical = sum(c for (occ, g), c in pairs.items() if OCCUPATIONS[occ] == g)
+    return {
+        "sentences": total,
+        "stereotypical": stereotypical,
+        "stereotypical_fraction": round(stereotypical / total, 4) if total else None,
+        "per_occupation": {
+            occ: {
+                "stereotype": OCCUPATIONS[occ],
+                "masculine": pairs[occ, "masculine"],
+                "feminine": pairs[occ, "feminine"],
+            }
+            for occ in sorted(OCCUPATIONS)
+        },
     }
 
 
