@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from datasketch import MinHash
 
+from workflow import dedup
 from workflow.corpus import generate_corpus, read_jsonl
 from workflow.dedup import (
     deduplicate,
@@ -140,3 +141,56 @@ def test_select_documents_rejects_foreign_ids(tmp_path):
     assert not (tmp_path / "kept.bin").exists() and not (tmp_path / "kept.idx").exists()
     stats = select_documents(tmp_path / "docs", np.array([], dtype=np.int64), tmp_path / "kept")
     assert stats["tokens_out"] == 0 and len(MMapIndexedDataset(tmp_path / "kept")) == 0
+
+
+VARIED_TEXTS = [
+    "",
+    "   ",
+    "x",
+    "hello",
+    "The quick brown fox jumps over the lazy dog",
+    "one two three four five six seven eight nine ten eleven twelve " * 20,
+    "Ünïcödé façade naïve — 東京 北京 大阪 京都 名古屋 横浜 \u00e9t\u00e9 \U0001f600 emoji",
+    "tab\tseparated\nnew lines\r\nand   many    spaces a a a a a a a a",
+    "repeated repeated repeated repeated repeated repeated repeated",
+]
+
+
+def _reference_signature(text: str, num_perm: int, seed: int, shingle_size: int, **kw):
+    m = MinHash(num_perm=num_perm, seed=seed, **kw)
+    for s in shingles(text, shingle_size):  # the straightforward per-shingle loop
+        m.update(s)
+    return m.hashvalues
+
+
+@pytest.mark.parametrize("num_perm,seed,shingle_size", [(128, 1, 5), (64, 3, 2), (7, 0, 1)])
+def test_vectorised_signatures_bit_identical(num_perm, seed, shingle_size):
+    rng = random.Random(seed)
+    words = ["a", "b", "Ça", "日本", "x-y", "z"]
+    texts = VARIED_TEXTS + [" ".join(rng.choices(words, k=rng.randint(0, 30))) for _ in range(50)]
+    sig = minhash_signatures(texts, num_perm=num_perm, shingle_size=shingle_size, seed=seed)
+    assert sig.shape == (len(texts), num_perm) and sig.dtype == np.uint64
+    for row, text in zip(sig, texts, strict=True):
+        ref = _reference_signature(text, num_perm, seed, shingle_size)
+        np.testing.assert_array_equal(row, ref.astype(np.uint64))
+
+
+def test_vectorised_signatures_across_batches(monkeypatch):
+    # many small numpy passes give the same rows as one
+    texts = VARIED_TEXTS * 5
+    one = minhash_signatures(texts, num_perm=16, shingle_size=3, seed=5)
+    monkeypatch.setattr(dedup, "_PASS_BYTES", 16 * 8 * 3)  # 3 shingles a pass
+    many = minhash_signatures(texts, num_perm=16, shingle_size=3, seed=5)
+    np.testing.assert_array_equal(one, many)
+    assert minhash_signatures([], num_perm=16, shingle_size=3, seed=5).shape == (0, 16)
+
+
+@pytest.mark.parametrize("scheme", ["legacy", "affine32"])
+def test_vectorised_schemes_bit_identical(scheme):
+    perms = dedup._Permutations(32, 9, scheme=scheme)
+    for text in VARIED_TEXTS:
+        h = perms.hash_shingles(list(shingles(text, 3)))
+        sig = perms.signatures(h, np.array([0, len(h)]))[0]
+        ref = _reference_signature(text, 32, 9, 3, scheme=scheme)
+        assert sig.dtype == ref.dtype
+        np.testing.assert_array_equal(sig, ref)

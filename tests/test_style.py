@@ -17,9 +17,9 @@ def run(*cmd):
 
 @pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff not installed")
 def test_ruff_clean():
-    proc = run("ruff", "check", "--no-cache", "workflow", "scripts", "tests")
+    proc = run("ruff", "check", "--no-cache", "workflow", "scripts", "tests", "bench")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    proc = run("ruff", "format", "--check", "--no-cache", "workflow", "scripts", "tests")
+    proc = run("ruff", "format", "--check", "--no-cache", "workflow", "scripts", "tests", "bench")
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

@@ -66,21 +66,31 @@ def build_sample_idx(
     (tested against a port of the loop), at numpy speed for the paper's 147M samples.
     """
     num_samples = (num_epochs * int(tokens_per_epoch) - 1) // seq_length
-    lengths = np.asarray(sizes, dtype=np.int64)[np.asarray(doc_idx)]
-    starts = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=starts[1:])
+    sizes = np.asarray(sizes)
+    doc_idx = np.asarray(doc_idx)
+    # Chunked, so the paper's scale (163M windows over 210M documents) needs only `starts`
+    # and the output beside the inputs, not five more arrays of that length.
+    step = 1 << 22
+    starts = np.zeros(len(doc_idx) + 1, dtype=np.int64)
+    total = 0
+    for i in range(0, len(doc_idx), step):
+        part = starts[i + 1 : i + 1 + step]
+        np.cumsum(sizes[doc_idx[i : i + step]], dtype=np.int64, out=part)
+        part += total
+        total = int(part[-1])
     if starts[-1] < num_samples * seq_length + 1:
         raise DataOrderError(
             f"doc_idx holds {starts[-1]} tokens, fewer than the {num_samples * seq_length + 1} "
             f"that {num_samples} windows of {seq_length + 1} tokens need"
         )
-    positions = np.arange(num_samples + 1, dtype=np.int64) * seq_length
-    # the last document starting at or before each position (skips empty documents, as the
-    # greedy loop does)
-    doc = np.searchsorted(starts, positions, side="right") - 1
     sample_idx = np.empty((num_samples + 1, 2), dtype=np.int32)
-    sample_idx[:, 0] = doc
-    sample_idx[:, 1] = positions - starts[doc]
+    for i in range(0, num_samples + 1, step):
+        positions = np.arange(i, min(i + step, num_samples + 1), dtype=np.int64) * seq_length
+        # the last document starting at or before each position (skips empty documents, as
+        # the greedy loop does)
+        doc = np.searchsorted(starts, positions, side="right") - 1
+        sample_idx[i : i + len(doc), 0] = doc
+        sample_idx[i : i + len(doc), 1] = positions - starts[doc]
     sample_idx[0] = (0, 0)  # the loop's fixed first row, even when document 0 is empty
     return sample_idx
 

@@ -12,6 +12,7 @@ GPT-NeoX's multiprocess preprocessing does not reproduce the released document o
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import multiprocessing
@@ -113,19 +114,39 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
 # Tokenization
 
 _worker_tokenizer: Tokenizer | None = None
+_worker_suffix: list[int] = []
+_worker_dtype: np.dtype = np.dtype(np.uint16)
 
 
-def _init_worker(tokenizer_path: str, parallel: bool = True) -> None:
-    global _worker_tokenizer
+def _init_worker(
+    tokenizer_path: str, parallel: bool = True, suffix: tuple[int, ...] = (), dtype: str = "uint16"
+) -> None:
+    global _worker_tokenizer, _worker_suffix, _worker_dtype
     if not parallel:
         # one process per core already: no Rust thread pool inside each worker
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
     _worker_tokenizer = load_tokenizer(tokenizer_path)
+    _worker_suffix = list(suffix)
+    _worker_dtype = np.dtype(dtype)
 
 
-def _encode_chunk(texts: list[str]) -> list[list[int]]:
+def _encode_chunk(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(the documents' ids, each followed by the suffix, concatenated; each one's length).
+
+    Arrays rather than lists of ints: a fraction of the cost to send back from a worker and to
+    write, which is what keeps the parent from being the bottleneck."""
     assert _worker_tokenizer is not None
-    return [e.ids for e in _worker_tokenizer.encode_batch(texts, add_special_tokens=False)]
+    encodings = _worker_tokenizer.encode_batch(texts, add_special_tokens=False)
+    suffix = _worker_suffix
+    sizes = np.fromiter((len(e.ids) + len(suffix) for e in encodings), np.int64, len(encodings))
+    flat = np.fromiter(
+        itertools.chain.from_iterable(
+            itertools.chain(e.ids, suffix) if suffix else e.ids for e in encodings
+        ),
+        _worker_dtype,
+        int(sizes.sum()),
+    )
+    return flat, sizes
 
 
 def _chunks(jsonl_path, batch_docs: int, counts: dict) -> Iterator[list[str]]:
@@ -173,25 +194,23 @@ def tokenize_documents(
     eod = [EOD_ID] if append_eod else []
     with IndexedDatasetWriter(out_prefix, dtype) as writer:
         chunks = _chunks(jsonl_path, batch_docs, counts)
+        initargs = (str(tokenizer_path), False, tuple(eod), dtype.name)
         if workers <= 1:
-            _init_worker(str(tokenizer_path))
-            results: Iterable[list[list[int]]] = map(_encode_chunk, chunks)
+            _init_worker(str(tokenizer_path), True, *initargs[2:])
+            results: Iterable[tuple[np.ndarray, np.ndarray]] = map(_encode_chunk, chunks)
             pool = None
         else:
             # fork, not spawn: spawn re-runs the parent's __main__, which under Snakemake's
             # `script:` is the rule script itself. The parent has not encoded anything, so no
             # tokenizer thread pool is inherited. imap keeps the chunks in order.
             ctx = multiprocessing.get_context("fork")
-            pool = ctx.Pool(
-                workers, initializer=_init_worker, initargs=(str(tokenizer_path), False)
-            )
+            pool = ctx.Pool(workers, initializer=_init_worker, initargs=initargs)
             results = pool.imap(_encode_chunk, chunks)
         try:
-            for chunk in results:
-                for ids in chunk:
-                    writer.add_document(np.asarray(ids + eod, dtype=dtype))
-                    documents += 1
-                    tokens += len(ids) + len(eod)
+            for flat, sizes in results:
+                writer.add_documents(flat, sizes)
+                documents += len(sizes)
+                tokens += len(flat)
         finally:
             if pool is not None:
                 pool.terminate()

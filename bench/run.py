@@ -1,0 +1,65 @@
+"""Run every benchmark of issue 3 item 7 and print one markdown table.
+
+python -m bench.run            # full sizes (~10 minutes, ~10 GB RAM at peak)
+python -m bench.run --quick    # small sizes: a smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+from bench import minhash, scale, tokenize
+from bench.common import Result, table
+
+FULL = {
+    "tokenize_mb": 30,
+    "vocab": 16384,
+    "minhash_docs": 5000,
+    "maps": (scale.PILE_DOCS, scale.PILE_TOKENS, scale.PYTHIA_SAMPLES, scale.SEQ),
+    "rows": scale.PYTHIA_SAMPLES,
+}
+QUICK = {
+    "tokenize_mb": 2,
+    "vocab": 2048,
+    "minhash_docs": 300,
+    "maps": (2_000_000, 3_340_000_000, 1_471_641, scale.SEQ),
+    "rows": 100_000,
+}
+
+
+def run_all(sizes: dict, work: Path) -> list[Result]:
+    return [
+        tokenize.run(work / "tokenize", sizes["tokenize_mb"], sizes["vocab"], workers=2),
+        minhash.run(sizes["minhash_docs"]),
+        scale.run_maps(*sizes["maps"]),
+        scale.run_rows(work / "rows", sizes["rows"], scale.SEQ, scale.BATCH),
+    ]
+
+
+def machine() -> str:
+    return (
+        f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
+    parser.add_argument("--workdir", help="scratch directory (default: a temporary one)")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    with tempfile.TemporaryDirectory(prefix="pythia-bench.", dir=args.workdir) as work:
+        results = run_all(sizes, Path(work))
+    print(f"machine: {machine()}\n")
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""The benchmark runner produces its table (tiny sizes; no timing assertions)."""
+
+from bench import run
+from bench.common import Result, table
+
+TINY = {
+    "tokenize_mb": 0.05,
+    "vocab": 300,
+    "minhash_docs": 20,
+    "maps": (1000, 2_000_000, 500, 2048),
+    "rows": 4096,
+}
+
+
+def test_table_format():
+    rows = [Result("a", "1", "2", 0.5, "t", False, "why"), Result("b", "3", "-", None, "t", True)]
+    text = table(rows).splitlines()
+    assert text[0] == "| benchmark | ours | baseline | ratio | target | pass |"
+    assert text[2] == "| a | 1 | 2 | 0.50x | t | FAIL |"
+    assert text[3] == "| b | 3 | - | - | t | pass |"
+    assert text[-1] == "- a: why"
+
+
+def test_quick_benchmarks_run(tmp_path, capsys, monkeypatch):
+    results = run.run_all(TINY, tmp_path)
+    assert len(results) == 4
+    minhash_result = results[1]
+    assert minhash_result.note == ""  # signatures identical to datasketch's
+    assert results[0].note == ""  # token ids identical to the baseline's
+    monkeypatch.setattr(run, "QUICK", TINY)
+    assert run.main(["--quick", "--workdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| benchmark | ours | baseline | ratio | target | pass |" in out
+    assert out.count("\n| ") >= 5
