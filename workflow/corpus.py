@@ -730,6 +730,44 @@ def _open_lines(path: Path):
     return raw
 
 
+def iter_jsonl_lines(path: str | os.PathLike) -> Iterator[tuple[int, bytes]]:
+    """Yield (line_number, raw bytes) of a .jsonl or .jsonl.zst file; line numbers from 1."""
+    path = Path(path)
+    if not path.exists():
+        raise CorpusError(f"{path}: no such file")
+    line_no = 0
+    try:
+        with _open_lines(path) as f:
+            for line_no, raw in enumerate(f, start=1):  # noqa: B007 (used after the loop)
+                yield line_no, raw
+    except (zstandard.ZstdError, OSError) as e:  # corrupt frame, I/O error: name the place
+        raise CorpusError(f"{path}: after line {line_no}: cannot read: {e}") from None
+
+
+def parse_jsonl_line(path, line_no: int, raw: bytes, *, skip_empty: bool = True) -> dict | None:
+    """The record of one line, or None for a blank line or (when `skip_empty`) an empty text.
+
+    Raises CorpusError naming `path:line_no` for bytes that are not UTF-8, invalid JSON, or a
+    record without a string "text" field."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CorpusError(
+            f"{path}:{line_no}: not valid UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1})"
+        ) from None
+    if not line.strip():
+        return None
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise CorpusError(f"{path}:{line_no}: not valid JSON: {e.msg} (column {e.colno})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+        raise CorpusError(f'{path}:{line_no}: expected an object with a string "text" field')
+    if skip_empty and not record["text"].strip():
+        return None
+    return record
+
+
 def read_jsonl(
     path: str | os.PathLike, *, skip_empty: bool = True, counts: dict | None = None
 ) -> Iterator[tuple[int, dict]]:
@@ -737,44 +775,20 @@ def read_jsonl(
 
     Line numbers start at 1. Blank lines are ignored. A record whose text is empty (or only
     whitespace) is skipped when `skip_empty` and counted in `counts["empty_skipped"]`: every
-    stage that numbers documents (tokenize, dedup) reads through here, so document ids agree.
+    stage that numbers documents (tokenize, dedup) reads through here or through
+    `parse_jsonl_line`, so document ids agree.
     """
-    path = Path(path)
-    if not path.exists():
-        raise CorpusError(f"{path}: no such file")
     if counts is not None:
         counts.setdefault("empty_skipped", 0)
     skipped = 0
-    line_no = 0
-    try:
-        with _open_lines(path) as f:
-            for line_no, raw in enumerate(f, start=1):  # noqa: B007 (used after the loop)
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    raise CorpusError(
-                        f"{path}:{line_no}: not valid UTF-8 (byte {raw[e.start]:#04x} at column "
-                        f"{e.start + 1})"
-                    ) from None
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise CorpusError(
-                        f"{path}:{line_no}: not valid JSON: {e.msg} (column {e.colno})"
-                    ) from None
-                if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                    raise CorpusError(
-                        f'{path}:{line_no}: expected an object with a string "text" field'
-                    )
-                if skip_empty and not record["text"].strip():
-                    skipped += 1
-                    if counts is not None:
-                        counts["empty_skipped"] += 1
-                    continue
-                yield line_no, record
-    except (zstandard.ZstdError, OSError) as e:  # corrupt frame, I/O error: name the place
-        raise CorpusError(f"{path}: after line {line_no}: cannot read: {e}") from None
+    for line_no, raw in iter_jsonl_lines(path):
+        record = parse_jsonl_line(path, line_no, raw, skip_empty=skip_empty)
+        if record is None:
+            if raw.strip():
+                skipped += 1
+                if counts is not None:
+                    counts["empty_skipped"] += 1
+            continue
+        yield line_no, record
     if skipped:
-        log.warning("%s: skipped %d empty document(s)", path, skipped)
+        log.warning("%s: skipped %d empty document(s)", Path(path), skipped)

@@ -33,7 +33,7 @@ from tokenizers import (
     trainers,
 )
 
-from workflow.corpus import read_jsonl
+from workflow.corpus import iter_jsonl_lines, parse_jsonl_line, read_jsonl
 from workflow.indexed_dataset import IndexedDatasetWriter, dtype_for_vocab
 from workflow.io import atomic_path
 
@@ -130,12 +130,22 @@ def _init_worker(
     _worker_dtype = np.dtype(dtype)
 
 
-def _encode_chunk(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(the documents' ids, each followed by the suffix, concatenated; each one's length).
+def _encode_chunk(chunk: tuple[str, list[tuple[int, bytes]]]) -> tuple[np.ndarray, np.ndarray, int]:
+    """Parse and encode a chunk of raw jsonl lines: (the documents' ids, each followed by the
+    suffix, concatenated; each one's length; empty documents skipped).
 
-    Arrays rather than lists of ints: a fraction of the cost to send back from a worker and to
-    write, which is what keeps the parent from being the bottleneck."""
+    The workers parse the JSON too and return arrays rather than lists of ints: the parent
+    only reads lines and writes arrays, so it is not the bottleneck on 2 cores."""
     assert _worker_tokenizer is not None
+    path, lines = chunk
+    texts = []
+    skipped = 0
+    for line_no, raw in lines:
+        record = parse_jsonl_line(path, line_no, raw)
+        if record is None:
+            skipped += bool(raw.strip())
+        else:
+            texts.append(record["text"])
     encodings = _worker_tokenizer.encode_batch(texts, add_special_tokens=False)
     suffix = _worker_suffix
     sizes = np.fromiter((len(e.ids) + len(suffix) for e in encodings), np.int64, len(encodings))
@@ -146,18 +156,18 @@ def _encode_chunk(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         _worker_dtype,
         int(sizes.sum()),
     )
-    return flat, sizes
+    return flat, sizes, skipped
 
 
-def _chunks(jsonl_path, batch_docs: int, counts: dict) -> Iterator[list[str]]:
-    chunk: list[str] = []
-    for _, record in read_jsonl(jsonl_path, counts=counts):
-        chunk.append(record["text"])
+def _chunks(jsonl_path, batch_docs: int) -> Iterator[tuple[str, list[tuple[int, bytes]]]]:
+    chunk: list[tuple[int, bytes]] = []
+    for item in iter_jsonl_lines(jsonl_path):
+        chunk.append(item)
         if len(chunk) == batch_docs:
-            yield chunk
+            yield str(jsonl_path), chunk
             chunk = []
     if chunk:
-        yield chunk
+        yield str(jsonl_path), chunk
 
 
 def tokenize_documents(
@@ -173,7 +183,7 @@ def tokenize_documents(
     """Tokenize every non-empty document of `jsonl_path` into `<out_prefix>.bin/.idx`.
 
     One entry per document, in file order, with EOD (id 0) appended when `append_eod` (GPT-NeoX
-    `--append-eod`). Empty documents are skipped by `read_jsonl`, exactly as `deduplicate`
+    `--append-eod`). Empty documents are skipped by `parse_jsonl_line`, exactly as `deduplicate`
     skips them, so entry i here is document i there. The token dtype is uint16 when the
     vocabulary fits (as GPT-NeoX's best_fitting_dtype), unless `dtype` is given.
     """
@@ -189,15 +199,14 @@ def tokenize_documents(
             f"{tokenizer_path}: id {EOD_ID} is {tokenizer.id_to_token(EOD_ID)!r}, not "
             f"{EOD_TOKEN!r}; cannot append EOD"
         )
-    counts: dict = {"empty_skipped": 0}
-    documents = tokens = 0
+    skipped = documents = tokens = 0
     eod = [EOD_ID] if append_eod else []
     with IndexedDatasetWriter(out_prefix, dtype) as writer:
-        chunks = _chunks(jsonl_path, batch_docs, counts)
+        chunks = _chunks(jsonl_path, batch_docs)
         initargs = (str(tokenizer_path), False, tuple(eod), dtype.name)
         if workers <= 1:
             _init_worker(str(tokenizer_path), True, *initargs[2:])
-            results: Iterable[tuple[np.ndarray, np.ndarray]] = map(_encode_chunk, chunks)
+            results: Iterable[tuple[np.ndarray, np.ndarray, int]] = map(_encode_chunk, chunks)
             pool = None
         else:
             # fork, not spawn: spawn re-runs the parent's __main__, which under Snakemake's
@@ -207,8 +216,9 @@ def tokenize_documents(
             pool = ctx.Pool(workers, initializer=_init_worker, initargs=initargs)
             results = pool.imap(_encode_chunk, chunks)
         try:
-            for flat, sizes in results:
+            for flat, sizes, empty in results:
                 writer.add_documents(flat, sizes)
+                skipped += empty
                 documents += len(sizes)
                 tokens += len(flat)
         finally:
@@ -219,7 +229,7 @@ def tokenize_documents(
     return {
         "documents": documents,
         "tokens": tokens,
-        "empty_skipped": counts["empty_skipped"],
+        "empty_skipped": skipped,
         "eod_appended": documents if append_eod else 0,
         "vocab_size": vocab,
         "dtype": dtype.name,
