@@ -32,6 +32,7 @@ wildcard_constraints:
     size="|".join(re.escape(s) for s in SIZES),
     step=r"\d+",
     shots=r"\d+",
+    part=r"\d+",
 
 
 def run_path(*parts):

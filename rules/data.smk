@@ -92,11 +92,31 @@ rule tokenize:
         "../scripts/tokenize.py"
 
 
-rule dedup:
+rule dedup_signatures:
     input:
         corpus=run_path("data", "corpus", "train.jsonl"),
     output:
+        signatures=run_path("data", "dedup", "signatures", "part{part}.npy"),
+        meta=run_path("data", "dedup", "signatures", "part{part}.json"),
+    log:
+        run_path("logs", "data", "dedup_signatures", "part{part}.log"),
+    conda:
+        "../envs/pipeline.yaml"
+    params:
+        dedup=config["data"]["dedup"],
+    script:
+        "../scripts/dedup_signatures.py"
+
+
+rule dedup:
+    input:
+        signatures=expand(
+            run_path("data", "dedup", "signatures", "part{part}.npy"),
+            part=range(config["data"]["dedup"]["shards"]),
+        ),
+    output:
         kept=run_path("data", "dedup", "kept_ids.npy"),
+        dropped=run_path("data", "dedup", "dropped_ids.npy"),
         clusters=run_path("data", "dedup", "clusters.jsonl"),
         stats=run_path("data", "dedup", "dedup_stats.json"),
     log:
@@ -113,9 +133,11 @@ rule deduped_documents:
     input:
         documents=multiext(run_path("data", "standard", "documents"), ".bin", ".idx"),
         kept=run_path("data", "dedup", "kept_ids.npy"),
+        dedup_stats=run_path("data", "dedup", "dedup_stats.json"),
     output:
         multiext(run_path("data", "deduped", "documents"), ".bin", ".idx"),
         stats=run_path("data", "deduped", "documents.json"),
+        report=run_path("data", "dedup", "token_reduction.json"),
     log:
         run_path("logs", "data", "deduped_documents.log"),
     conda:

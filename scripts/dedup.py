@@ -1,12 +1,12 @@
-"""Snakemake adapter: MinHashLSH near-duplicate detection over the corpus."""
+"""Snakemake adapter: MinHashLSH over the joined signature shards (dedup gather)."""
 
 from pathlib import Path
 
-from workflow.dedup import deduplicate, write_dedup_outputs
+from workflow.dedup import gather_signatures, write_dedup_outputs
 from workflow.logs import log_to
 
 with log_to(snakemake.log[0]) as log:  # noqa: F821
     sm = snakemake  # noqa: F821
-    result = deduplicate(sm.input.corpus, **sm.params.dedup)
+    result = gather_signatures(sm.input.signatures, threshold=sm.params.dedup["threshold"])
     write_dedup_outputs(result, Path(sm.output.kept).parent)
     log.info("dedup: %s", result.stats)

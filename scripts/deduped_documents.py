@@ -1,8 +1,12 @@
-"""Snakemake adapter: the deduped variant's documents = the kept subset of the standard ones."""
+"""Snakemake adapter: the deduped variant's documents = the kept subset of the standard ones,
+and the token-reduction report."""
+
+import json
+from pathlib import Path
 
 import numpy as np
 
-from workflow.dedup import select_documents
+from workflow.dedup import select_documents, token_reduction_report
 from workflow.io import write_json
 from workflow.logs import log_to
 
@@ -13,5 +17,7 @@ with log_to(snakemake.log[0]) as log:  # noqa: F821
         np.load(sm.input.kept),
         sm.output[0][: -len(".bin")],
     )
-    log.info("deduped documents: %s", stats)
     write_json(sm.output.stats, stats)
+    report = token_reduction_report(json.loads(Path(sm.input.dedup_stats).read_text()), stats)
+    write_json(sm.output.report, report)
+    log.info("dedup report: %s", report)

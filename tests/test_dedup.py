@@ -194,3 +194,74 @@ def test_vectorised_schemes_bit_identical(scheme):
         ref = _reference_signature(text, 32, 9, 3, scheme=scheme)
         assert sig.dtype == ref.dtype
         np.testing.assert_array_equal(sig, ref)
+
+
+# --- scatter (signature shards over byte ranges) and gather (one LSH) ---------------------
+
+
+@pytest.mark.parametrize("shards", [2, 3, 7])
+def test_sharded_dedup_equals_one_shard(corpus, tmp_path, shards):
+    one = deduplicate(corpus, **PARAMS)
+    many = deduplicate(corpus, **PARAMS, shards=shards)
+    assert (many.kept_ids, many.clusters) == (one.kept_ids, one.clusters)
+    assert many.stats["shards"] == shards
+    assert many.stats["documents_in"] == one.stats["documents_in"]
+
+
+def test_byte_ranges_give_every_line_to_exactly_one_shard(tmp_path):
+    texts = ["", "a b", "ccc ddd eee", "   ", "f", "g h i j k l m n", "o"] * 5
+    src = tmp_path / "d.jsonl"
+    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts) + "\n\n")
+    whole = minhash_signatures(
+        [r["text"] for _, r in read_jsonl(src)], num_perm=32, shingle_size=2, seed=3
+    )
+    for n in (1, 2, 5, 13, 40):  # more shards than lines: some shards are empty
+        metas, sigs = [], []
+        for k in range(n):
+            out = tmp_path / f"{n}-{k}.npy"
+            metas.append(dedup.signature_shard(src, k, n, out, num_perm=32, shingle_size=2, seed=3))
+            sigs.append(np.load(out))
+        assert sum(m["documents"] for m in metas) == len(whole) == 25
+        assert sum(m["empty_skipped"] for m in metas) == 10
+        assert np.array_equal(np.concatenate(sigs), whole)
+        assert metas[0]["bytes"][0] == 0 and metas[-1]["bytes"][1] == src.stat().st_size
+
+
+def test_shard_errors_name_the_line(tmp_path):
+    src = tmp_path / "d.jsonl"
+    good = json.dumps({"text": "a b c d e f"}) + "\n"
+    src.write_bytes(good.encode() * 50 + b'{"text": "caf\xe9"}\n' + good.encode() * 50)
+    with pytest.raises(dedup.CorpusError, match=r"d\.jsonl:51: not valid UTF-8"):
+        for k in range(4):
+            dedup.signature_shard(src, k, 4, tmp_path / f"s{k}.npy", **PARAMS)
+    assert not (tmp_path / "s1.npy").exists() and not list(tmp_path.glob("*.tmp*"))
+
+
+def test_gather_refuses_mixed_or_missing_shards(corpus, tmp_path):
+    a, b = tmp_path / "a0.npy", tmp_path / "a1.npy"
+    dedup.signature_shard(corpus, 0, 2, a, **PARAMS)
+    dedup.signature_shard(corpus, 1, 2, b, **{**PARAMS, "num_perm": 64})
+    with pytest.raises(ValueError, match=r"a1\.npy: made with .*rebuild the signatures"):
+        dedup.gather_signatures([a, b], threshold=0.87)
+    with pytest.raises(ValueError, match="1 signature shards given, they were made as 2"):
+        dedup.gather_signatures([a], threshold=0.87)
+    with pytest.raises(ValueError, match=r"a1\.npy: is shard 1, expected shard 0"):
+        dedup.gather_signatures([b, a], threshold=0.87)
+    dedup.signature_shard(corpus, 1, 2, b, **PARAMS)
+    np.save(b, np.zeros((3, 128), np.uint64))  # signatures that do not match their sidecar
+    with pytest.raises(ValueError, match=r"a1\.npy: shape \(3, 128\)"):
+        dedup.gather_signatures([a, b], threshold=0.87)
+
+
+def test_outputs_kept_dropped_and_token_report(corpus, tmp_path):
+    result = deduplicate(corpus, **PARAMS, shards=2)
+    write_dedup_outputs(result, tmp_path)
+    kept, dropped = np.load(tmp_path / "kept_ids.npy"), np.load(tmp_path / "dropped_ids.npy")
+    assert sorted([*kept, *dropped]) == list(range(result.stats["documents_in"]))
+    assert sorted(dropped.tolist()) == sorted(i for c in result.clusters for i in c[1:])
+    docs = {"tokens_in": 1000, "tokens_out": 620}
+    report = dedup.token_reduction_report(result.stats, docs)
+    assert report["tokens_removed_fraction"] == 0.38
+    assert report["paper"]["tokens_removed_fraction"] == round(1 - 207 / 334, 6)
+    assert report["documents_in"] - report["documents_out"] == len(dropped)
+    assert report["settings"]["shards"] == 2

@@ -67,6 +67,11 @@ def test_dedup_removed_the_planted_near_duplicates(run):
     ded = MMapIndexedDataset(run / "data" / "deduped" / "documents")
     assert len(ded) == len(std) - stats["documents_removed"]
     assert ded.num_tokens < std.num_tokens
+    report = json.loads((run / "data" / "dedup" / "token_reduction.json").read_text())
+    assert (report["tokens_in"], report["tokens_out"]) == (std.num_tokens, ded.num_tokens)
+    assert 0 < report["tokens_removed_fraction"] < 1
+    dropped = np.load(run / "data" / "dedup" / "dropped_ids.npy")
+    assert len(dropped) == stats["documents_removed"] and stats["shards"] >= 2
 
 
 def test_every_checkpoint_loads_and_gives_a_finite_loss(run):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from datasketch import MinHash, MinHashLSH
 
-from workflow.corpus import read_jsonl
+from workflow.corpus import CorpusError, parse_jsonl_line
 from workflow.indexed_dataset import IndexedDatasetWriter, MMapIndexedDataset
 from workflow.io import atomic_path, write_json
 
@@ -155,35 +155,168 @@ def minhash_signatures(texts, num_perm: int, shingle_size: int, seed: int) -> np
     return np.concatenate(blocks).astype(np.uint64)
 
 
-def deduplicate(
-    jsonl_path: str | os.PathLike, *, threshold: float, num_perm: int, shingle_size: int, seed: int
-) -> DedupResult:
-    """Keep the first document of every near-duplicate group (estimated Jaccard >= threshold).
+def byte_ranges(path: str | os.PathLike, num_shards: int) -> list[tuple[int, int]]:
+    """Split a plain .jsonl into `num_shards` byte ranges; a line belongs to the range that
+    holds its first byte, so shards need no index and no pass over the file."""
+    if num_shards < 1:
+        raise ValueError(f"num_shards must be >= 1, got {num_shards}")
+    size = Path(path).stat().st_size
+    bounds = [size * k // num_shards for k in range(num_shards + 1)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
 
-    Document ids count the documents `read_jsonl` yields (empty texts skipped), the same
-    numbering `tokenize_documents` gives the entries of its MMapIndexedDataset.
-    """
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-    kept: dict[int, MinHash] = {}
-    cluster_of: dict[int, list[int]] = {}  # kept id -> its cluster (kept id first)
-    n = 0
-    texts = (record["text"] for _, record in read_jsonl(jsonl_path))
+
+def _lines_in_range(path: Path, lo: int, hi: int):
+    """Yield (byte offset, raw line) of the lines starting in [lo, hi)."""
+    with open(path, "rb") as f:
+        if lo > 0:
+            f.seek(lo - 1)
+            if f.read(1) != b"\n":  # lo is inside a line: it belongs to the previous shard
+                f.readline()
+        while (pos := f.tell()) < hi:
+            raw = f.readline()
+            if not raw:
+                return
+            yield pos, raw
+
+
+def _line_number(path: Path, offset: int) -> int:
+    """1-based number of the line starting at `offset` (only computed for error messages)."""
+    with open(path, "rb") as f:
+        count, done = 0, 0
+        while done < offset:
+            block = f.read(min(1 << 24, offset - done))
+            if not block:
+                break
+            count += block.count(b"\n")
+            done += len(block)
+    return count + 1
+
+
+def _shard_texts(path: Path, lo: int, hi: int, counts: dict):
+    for pos, raw in _lines_in_range(path, lo, hi):
+        try:
+            record = parse_jsonl_line(path, 0, raw)
+        except CorpusError:  # re-raise naming the real line
+            parse_jsonl_line(path, _line_number(path, pos), raw)
+            raise
+        if record is None:
+            if raw.strip():
+                counts["empty_skipped"] += 1
+            continue
+        counts["documents"] += 1
+        yield record["text"]
+
+
+def signature_shard(
+    jsonl_path: str | os.PathLike,
+    shard: int,
+    num_shards: int,
+    out_path: str | os.PathLike,
+    *,
+    num_perm: int,
+    shingle_size: int,
+    seed: int,
+    **_,
+) -> dict:
+    """Scatter: MinHash signatures of the documents of one byte range of the corpus, in order,
+    to `out_path` (.npy, (documents, num_perm)) with a `.json` sidecar; `gather_signatures`
+    joins the shards. Empty documents are skipped as `read_jsonl` skips them, so the joined
+    row number is the document id of the tokenized dataset."""
+    path = Path(jsonl_path)
+    if path.suffix == ".zst":
+        raise ValueError(f"{path}: sharded dedup needs an uncompressed .jsonl")
+    if not 0 <= shard < num_shards:
+        raise ValueError(f"shard {shard} is not in [0, {num_shards})")
+    if not path.is_file():
+        raise CorpusError(f"{path}: no such file")
+    lo, hi = byte_ranges(path, num_shards)[shard]
+    counts = {"documents": 0, "empty_skipped": 0}
+    texts = _shard_texts(path, lo, hi, counts)
+    blocks = list(_signature_batches(texts, num_perm, shingle_size, seed))
+    sigs = np.concatenate(blocks) if blocks else np.empty((0, num_perm), np.uint64)
+    meta = {
+        "corpus": str(path),
+        "shard": shard,
+        "num_shards": num_shards,
+        "bytes": [lo, hi],
+        **counts,
+        "num_perm": num_perm,
+        "shingle_size": shingle_size,
+        "seed": seed,
+    }
+    out_path = Path(out_path)
+    with atomic_path(out_path) as tmp, open(tmp, "wb") as f:
+        np.save(f, sigs.astype(np.uint64, copy=False))
+    write_json(out_path.with_suffix(".json"), meta)
+    return meta
+
+
+def _load_shards(paths) -> tuple[list[np.ndarray], dict]:
+    sigs, params, empty = [], None, 0
+    for k, p in enumerate(map(Path, paths)):
+        meta_path = p.with_suffix(".json")
+        try:
+            meta = json.loads(meta_path.read_text())
+            arr = np.load(p, mmap_mode="r")
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{p}: cannot read the signature shard: {e}") from None
+        mine = (meta["num_perm"], meta["shingle_size"], meta["seed"], meta["num_shards"])
+        if params is None:
+            params = mine
+        elif mine != params:
+            raise ValueError(
+                f"{p}: made with (num_perm, shingle_size, seed, num_shards) = {mine}, the "
+                f"first shard with {params}: rebuild the signatures with one setting"
+            )
+        if meta["shard"] != k:
+            raise ValueError(f"{p}: is shard {meta['shard']}, expected shard {k} here")
+        if arr.shape != (meta["documents"], meta["num_perm"]):
+            raise ValueError(
+                f"{p}: shape {arr.shape}, its {meta_path.name} says "
+                f"({meta['documents']}, {meta['num_perm']})"
+            )
+        sigs.append(arr)
+        empty += meta["empty_skipped"]
+    if params is None:
+        raise ValueError("no signature shards given")
+    if len(sigs) != params[3]:
+        raise ValueError(f"{len(sigs)} signature shards given, they were made as {params[3]}")
+    num_perm, shingle_size, seed, _ = params
+    return sigs, {
+        "num_perm": num_perm,
+        "shingle_size": shingle_size,
+        "seed": seed,
+        "empty_skipped": empty,
+    }
+
+
+def gather_signatures(signature_paths, *, threshold: float, **_) -> DedupResult:
+    """Gather: MinHashLSH over the shards' signatures, in document order. Keeps the first
+    document of every near-duplicate group (estimated Jaccard >= threshold)."""
+    shards, params = _load_shards(signature_paths)
+    num_perm, seed = params["num_perm"], params["seed"]
     perms = _Permutations(num_perm, seed)
-    signatures = _signature_batches(texts, num_perm, shingle_size, seed, perms)
-    for doc_id, sig in enumerate(row for block in signatures for row in block):
-        n += 1
-        m = perms.minhash(sig)
-        best, best_j = None, -1.0
-        # LSH candidates are unordered; sorting makes ties go to the earliest document.
-        for cand in sorted(lsh.query(m)):
-            j = float(np.mean(kept[cand].hashvalues == m.hashvalues))
-            if j >= threshold and j > best_j:
-                best, best_j = cand, j
-        if best is None:
-            kept[doc_id] = m
-            lsh.insert(doc_id, m)
-        else:
-            cluster_of.setdefault(best, [best]).append(doc_id)
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    kept: dict[int, np.ndarray] = {}
+    cluster_of: dict[int, list[int]] = {}  # kept id -> its cluster (kept id first)
+    doc_id = -1
+    for shard in shards:
+        for sig in shard:
+            doc_id += 1
+            sig = np.asarray(sig, dtype=perms.dtype)
+            m = perms.minhash(sig)
+            best, best_j = None, -1.0
+            # LSH candidates are unordered; sorting makes ties go to the earliest document.
+            for cand in sorted(lsh.query(m)):
+                j = float(np.mean(kept[cand] == sig))
+                if j >= threshold and j > best_j:
+                    best, best_j = cand, j
+            if best is None:
+                kept[doc_id] = sig
+                lsh.insert(doc_id, m)
+            else:
+                cluster_of.setdefault(best, [best]).append(doc_id)
+    n = doc_id + 1
     clusters = [cluster_of[k] for k in sorted(cluster_of)]
     kept_ids = sorted(kept)
     return DedupResult(
@@ -194,19 +327,47 @@ def deduplicate(
             "documents_out": len(kept_ids),
             "duplicate_clusters": len(clusters),
             "documents_removed": n - len(kept_ids),
+            "empty_skipped": params["empty_skipped"],
             "threshold": threshold,
-            "num_perm": num_perm,
-            "shingle_size": shingle_size,
-            "seed": seed,
+            **{k: params[k] for k in ("num_perm", "shingle_size", "seed")},
+            "shards": len(shards),
         },
     )
 
 
+def deduplicate(
+    jsonl_path: str | os.PathLike,
+    *,
+    threshold: float,
+    num_perm: int,
+    shingle_size: int,
+    seed: int,
+    shards: int = 1,
+    work_dir: str | os.PathLike | None = None,
+) -> DedupResult:
+    """Scatter and gather in one process (tests, small corpora). Document ids count the
+    documents `read_jsonl` yields (empty texts skipped), the numbering `tokenize_documents`
+    gives the entries of its MMapIndexedDataset."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        paths = [Path(tmp) / f"shard{k}.npy" for k in range(shards)]
+        for k, p in enumerate(paths):
+            signature_shard(
+                jsonl_path, k, shards, p, num_perm=num_perm, shingle_size=shingle_size, seed=seed
+            )
+        return gather_signatures(paths, threshold=threshold)
+
+
 def write_dedup_outputs(result: DedupResult, out_dir: str | os.PathLike) -> None:
-    """kept_ids.npy, clusters.jsonl (one JSON list of document ids a line), dedup_stats.json."""
+    """kept_ids.npy, dropped_ids.npy, clusters.jsonl (one JSON list of document ids a line,
+    the kept one first) and dedup_stats.json."""
     out_dir = Path(out_dir)
-    with atomic_path(out_dir / "kept_ids.npy") as tmp, open(tmp, "wb") as f:
-        np.save(f, np.asarray(result.kept_ids, dtype=np.int64))
+    kept = np.asarray(result.kept_ids, dtype=np.int64)
+    dropped = np.setdiff1d(np.arange(result.stats["documents_in"], dtype=np.int64), kept)
+    for name, ids in (("kept_ids.npy", kept), ("dropped_ids.npy", dropped)):
+        with atomic_path(out_dir / name) as tmp, open(tmp, "wb") as f:
+            np.save(f, ids)
     with atomic_path(out_dir / "clusters.jsonl") as tmp, open(tmp, "w") as f:
         for cluster in result.clusters:
             f.write(json.dumps(cluster) + "\n")
@@ -235,4 +396,30 @@ def select_documents(
         "documents_out": int(kept.size),
         "tokens_in": ds.num_tokens,
         "tokens_out": tokens_out,
+    }
+
+
+# The paper (section 2.2): dedup took the Pile from 334B to 207B tokens (GPT-NeoX-20B tokenizer).
+PAPER_TOKENS_IN, PAPER_TOKENS_OUT = 334e9, 207e9
+
+
+def token_reduction_report(dedup_stats: dict, documents_stats: dict) -> dict:
+    """What dedup removed, in documents and tokens, beside the paper's 334B -> 207B."""
+    t_in, t_out = documents_stats["tokens_in"], documents_stats["tokens_out"]
+    return {
+        **{k: dedup_stats[k] for k in ("documents_in", "documents_out", "duplicate_clusters")},
+        "documents_removed_fraction": round(
+            1 - dedup_stats["documents_out"] / max(dedup_stats["documents_in"], 1), 6
+        ),
+        "tokens_in": t_in,
+        "tokens_out": t_out,
+        "tokens_removed_fraction": round(1 - t_out / max(t_in, 1), 6),
+        "paper": {
+            "tokens_in": PAPER_TOKENS_IN,
+            "tokens_out": PAPER_TOKENS_OUT,
+            "tokens_removed_fraction": round(1 - PAPER_TOKENS_OUT / PAPER_TOKENS_IN, 6),
+        },
+        "settings": {
+            k: dedup_stats[k] for k in ("threshold", "num_perm", "shingle_size", "seed", "shards")
+        },
     }

@@ -29,7 +29,7 @@ DTYPES = {
     3: np.int16,
     4: np.int32,
     5: np.int64,
-    6: np.float64,
+    6: np.float32,  # as GPT-NeoX v1.0 and Pythia read code 6
     7: np.float64,
     8: np.uint16,
 }
@@ -39,6 +39,7 @@ CODES = {
     np.dtype(np.int16): 3,
     np.dtype(np.int32): 4,
     np.dtype(np.int64): 5,
+    np.dtype(np.float32): 6,
     np.dtype(np.float64): 7,
     np.dtype(np.uint16): 8,
 }
