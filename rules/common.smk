@@ -8,6 +8,7 @@ sys.path.insert(0, workflow.basedir)
 
 from workflow import export_library_path
 from workflow.config import ConfigError, SuiteConfig, validate_config
+from workflow.releases import release_for
 
 export_library_path(workflow.basedir)
 
@@ -33,6 +34,7 @@ wildcard_constraints:
     step=r"\d+",
     shots=r"\d+",
     part=r"\d+",
+    file=r"[^/]+",
 
 
 def run_path(*parts):

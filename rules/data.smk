@@ -16,7 +16,7 @@ if config["data"]["source"] == "generated":
         script:
             "../scripts/corpus.py"
 
-else:
+elif config["data"]["source"] == "pile_jsonl":
 
     PILE_URLS = config["data"]["pile"]["urls"]
     PILE_SHARDS = [Path(u).name for u in PILE_URLS]
@@ -74,92 +74,142 @@ rule tokenizer:
         "../scripts/tokenizer.py"
 
 
-rule tokenize:
-    input:
-        corpus=run_path("data", "corpus", "train.jsonl"),
-        tokenizer=run_path("data", "tokenizer", "tokenizer.json"),
-    output:
-        multiext(run_path("data", "standard", "documents"), ".bin", ".idx"),
-        stats=run_path("data", "standard", "documents.json"),
-    log:
-        run_path("logs", "data", "tokenize.log"),
-    conda:
-        "../envs/pipeline.yaml"
-    threads: config["data"]["workers"]
-    params:
-        append_eod=config["data"]["append_eod"],
-    script:
-        "../scripts/tokenize.py"
+if config["data"]["source"] in ("generated", "pile_jsonl"):
+
+    rule tokenize:
+        input:
+            corpus=run_path("data", "corpus", "train.jsonl"),
+            tokenizer=run_path("data", "tokenizer", "tokenizer.json"),
+        output:
+            multiext(run_path("data", "standard", "documents"), ".bin", ".idx"),
+            stats=run_path("data", "standard", "documents.json"),
+        log:
+            run_path("logs", "data", "tokenize.log"),
+        conda:
+            "../envs/pipeline.yaml"
+        threads: config["data"]["workers"]
+        params:
+            append_eod=config["data"]["append_eod"],
+        script:
+            "../scripts/tokenize.py"
+
+    rule dedup_signatures:
+        input:
+            corpus=run_path("data", "corpus", "train.jsonl"),
+        output:
+            signatures=run_path("data", "dedup", "signatures", "part{part}.npy"),
+            meta=run_path("data", "dedup", "signatures", "part{part}.json"),
+        log:
+            run_path("logs", "data", "dedup_signatures", "part{part}.log"),
+        conda:
+            "../envs/pipeline.yaml"
+        params:
+            dedup=config["data"]["dedup"],
+        script:
+            "../scripts/dedup_signatures.py"
+
+    rule dedup:
+        input:
+            signatures=expand(
+                run_path("data", "dedup", "signatures", "part{part}.npy"),
+                part=range(config["data"]["dedup"]["shards"]),
+            ),
+        output:
+            kept=run_path("data", "dedup", "kept_ids.npy"),
+            dropped=run_path("data", "dedup", "dropped_ids.npy"),
+            clusters=run_path("data", "dedup", "clusters.jsonl"),
+            stats=run_path("data", "dedup", "dedup_stats.json"),
+        log:
+            run_path("logs", "data", "dedup.log"),
+        conda:
+            "../envs/pipeline.yaml"
+        params:
+            dedup=config["data"]["dedup"],
+        script:
+            "../scripts/dedup.py"
+
+    rule deduped_documents:
+        input:
+            documents=multiext(
+                run_path("data", "standard", "documents"), ".bin", ".idx"
+            ),
+            kept=run_path("data", "dedup", "kept_ids.npy"),
+            dedup_stats=run_path("data", "dedup", "dedup_stats.json"),
+        output:
+            multiext(run_path("data", "deduped", "documents"), ".bin", ".idx"),
+            stats=run_path("data", "deduped", "documents.json"),
+            report=run_path("data", "dedup", "token_reduction.json"),
+        log:
+            run_path("logs", "data", "deduped_documents.log"),
+        conda:
+            "../envs/pipeline.yaml"
+        script:
+            "../scripts/deduped_documents.py"
+
+else:
+
+    RELEASE = release_for(config["data"])
+
+    rule download_release:
+        output:
+            run_path("data", "{variant}", "release", "{file}"),
+        log:
+            run_path("logs", "data", "release", "{variant}", "{file}.log"),
+        conda:
+            "../envs/pipeline.yaml"
+        resources:
+            downloads=1,
+        params:
+            release=RELEASE,
+        script:
+            "../scripts/download_release.py"
+
+    rule merge_release:
+        input:
+            shards=expand(
+                run_path("data", "{{variant}}", "release", "{file}"),
+                file=RELEASE.shard_names(),
+            ),
+            idx=run_path("data", "{variant}", "release", RELEASE.idx_name),
+        output:
+            multiext(
+                run_path(
+                    "data",
+                    "{variant}",
+                    "samples" if RELEASE.kind == "samples" else "documents",
+                ),
+                ".bin",
+                ".idx",
+                ".json",
+            ),
+        log:
+            run_path("logs", "data", "merge_release_{variant}.log"),
+        conda:
+            "../envs/pipeline.yaml"
+        params:
+            release=RELEASE,
+            seq_length=SUITE.training.seq_length,
+            num_samples=SUITE.training.num_samples(config["data"]["sample_margin"]),
+        script:
+            "../scripts/merge_release.py"
 
 
-rule dedup_signatures:
-    input:
-        corpus=run_path("data", "corpus", "train.jsonl"),
-    output:
-        signatures=run_path("data", "dedup", "signatures", "part{part}.npy"),
-        meta=run_path("data", "dedup", "signatures", "part{part}.json"),
-    log:
-        run_path("logs", "data", "dedup_signatures", "part{part}.log"),
-    conda:
-        "../envs/pipeline.yaml"
-    params:
-        dedup=config["data"]["dedup"],
-    script:
-        "../scripts/dedup_signatures.py"
+if config["data"]["source"] != "pythia_preshuffled":
 
-
-rule dedup:
-    input:
-        signatures=expand(
-            run_path("data", "dedup", "signatures", "part{part}.npy"),
-            part=range(config["data"]["dedup"]["shards"]),
-        ),
-    output:
-        kept=run_path("data", "dedup", "kept_ids.npy"),
-        dropped=run_path("data", "dedup", "dropped_ids.npy"),
-        clusters=run_path("data", "dedup", "clusters.jsonl"),
-        stats=run_path("data", "dedup", "dedup_stats.json"),
-    log:
-        run_path("logs", "data", "dedup.log"),
-    conda:
-        "../envs/pipeline.yaml"
-    params:
-        dedup=config["data"]["dedup"],
-    script:
-        "../scripts/dedup.py"
-
-
-rule deduped_documents:
-    input:
-        documents=multiext(run_path("data", "standard", "documents"), ".bin", ".idx"),
-        kept=run_path("data", "dedup", "kept_ids.npy"),
-        dedup_stats=run_path("data", "dedup", "dedup_stats.json"),
-    output:
-        multiext(run_path("data", "deduped", "documents"), ".bin", ".idx"),
-        stats=run_path("data", "deduped", "documents.json"),
-        report=run_path("data", "dedup", "token_reduction.json"),
-    log:
-        run_path("logs", "data", "deduped_documents.log"),
-    conda:
-        "../envs/pipeline.yaml"
-    script:
-        "../scripts/deduped_documents.py"
-
-
-rule pack_shuffle:
-    input:
-        multiext(run_path("data", "{variant}", "documents"), ".bin", ".idx"),
-    output:
-        samples_files(),
-        index_maps=directory(run_path("data", "{variant}", "index_maps")),
-    log:
-        run_path("logs", "data", "pack_shuffle_{variant}.log"),
-    conda:
-        "../envs/pipeline.yaml"
-    params:
-        seq_length=SUITE.training.seq_length,
-        num_samples=SUITE.training.num_samples(config["data"]["sample_margin"]),
-        global_batch_size=SUITE.training.global_batch_size,
-        seed=SUITE.training.seed,
-    script:
-        "../scripts/pack_shuffle.py"
+    rule pack_shuffle:
+        input:
+            multiext(run_path("data", "{variant}", "documents"), ".bin", ".idx"),
+        output:
+            samples_files(),
+            index_maps=directory(run_path("data", "{variant}", "index_maps")),
+        log:
+            run_path("logs", "data", "pack_shuffle_{variant}.log"),
+        conda:
+            "../envs/pipeline.yaml"
+        params:
+            seq_length=SUITE.training.seq_length,
+            num_samples=SUITE.training.num_samples(config["data"]["sample_margin"]),
+            global_batch_size=SUITE.training.global_batch_size,
+            seed=SUITE.training.seed,
+        script:
+            "../scripts/pack_shuffle.py"

@@ -22,7 +22,11 @@ rule cloze_task:
 rule evaluate:
     input:
         checkpoint=checkpoint_dir("{variant}", "{size}", "{step}"),
-        task=run_path("evals", "tasks", "lambada_cloze.yaml"),
+        task=(
+            run_path("evals", "tasks", "lambada_cloze.yaml")
+            if "lambada_cloze" in config["eval"]["tasks"]
+            else []
+        ),
     output:
         run_path("evals", "{variant}", "{size}", "step{step}", "{shots}shot.json"),
     log:

@@ -21,7 +21,7 @@ with log_to(sm.log[0]) as log:
     ev = sm.params.eval
     result = evaluate_checkpoint(
         sm.input.checkpoint,
-        tasks_dir=str(Path(sm.input.task).parent),
+        tasks_dir=str(Path(sm.input.task).parent) if sm.input.get("task") else None,
         tasks=ev["tasks"],
         num_fewshot=int(sm.wildcards.shots),
         batch_size=ev["batch_size"],

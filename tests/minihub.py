@@ -4,9 +4,12 @@ Not a Hub. It covers what huggingface_hub 2.4.0 (HfApi.create_repo / create_bran
 upload_folder(revision=...) / list_repo_refs / model_info / list_repo_files / hf_hub_download /
 snapshot_download), transformers' from_pretrained(repo, revision=...) and lm-eval need, so tests
 run the real client code paths end to end on loopback. Every file is accepted as a "regular"
-(inline base64) upload, so the LFS/Xet path, auth, rate limits and the Hub's naming rules are NOT
-exercised. Storage: ROOT/<type>s/<org>/<name> bare git repos with one branch per revision (the
-layout olah's `mirrors-path` serves). Adapted from reference/eval-offline.md Appendix A.
+(inline base64) upload, so the LFS/Xet upload path, auth, rate limits and the Hub's naming rules
+are NOT exercised. Downloads do speak the Hub's LFS metadata (files `.gitattributes` marks
+`filter=lfs` get `lfs.oid` = sha256 in paths-info and `X-Linked-Etag` on resolve), HTTP Range
+requests (206) and, for tests, a one-shot dropped connection (`cut_next_download`).
+Storage: ROOT/<type>s/<org>/<name> bare git repos with one branch per revision (the layout
+olah's `mirrors-path` serves). Adapted from reference/eval-offline.md Appendix A.
 
 In tests: ``with MiniHub(root) as hub: HfApi(endpoint=hub.url)``. CLI: python minihub.py ROOT PORT
 """
@@ -14,6 +17,8 @@ In tests: ``with MiniHub(root) as hub: HfApi(endpoint=hub.url)``. CLI: python mi
 from __future__ import annotations
 
 import base64
+import fnmatch
+import hashlib
 import json
 import os
 import re
@@ -65,6 +70,26 @@ def ls_tree(repo, sha, path="", recursive=True):
                 }
             )
     return out
+
+
+def lfs_patterns(repo, sha):
+    """Patterns `.gitattributes` marks `filter=lfs` at a commit (the Hub serves those as LFS)."""
+    try:
+        text = git(repo, "show", f"{sha}:.gitattributes").decode()
+    except RuntimeError:
+        return []
+    return [ln.split()[0] for ln in text.splitlines() if ln.strip() and "filter=lfs" in ln]
+
+
+def with_lfs(repo, sha, entry, patterns):
+    """The Hub's file entry: LFS files also carry their sha256 (`lfs.oid`) and size."""
+    if entry["type"] == "file" and any(
+        fnmatch.fnmatch(os.path.basename(entry["path"]), pat) for pat in patterns
+    ):
+        data = git(repo, "cat-file", "blob", entry["oid"])
+        sha256 = hashlib.sha256(data).hexdigest()
+        entry = dict(entry, lfs={"oid": sha256, "size": len(data), "pointerSize": 134})
+    return entry
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -159,8 +184,36 @@ class Handler(BaseHTTPRequestHandler):
                 data = git(repo, "cat-file", "blob", oid)
             except RuntimeError:
                 return self.err(404, "EntryNotFound", "Entry not found")
-            headers = {"X-Repo-Commit": sha, "ETag": f'"{oid}"'}
-            return self.send(200, data, headers, "application/octet-stream")
+            headers = {"X-Repo-Commit": sha, "ETag": f'"{oid}"', "Accept-Ranges": "bytes"}
+            entry = {"type": "file", "path": mr.group(4), "oid": oid}
+            lfs = with_lfs(repo, sha, entry, lfs_patterns(repo, sha)).get("lfs")
+            if lfs:  # the Hub names an LFS file by its sha256
+                headers["X-Linked-Etag"] = f'"{lfs["oid"]}"'
+                headers["X-Linked-Size"] = str(lfs["size"])
+            rng = self.headers.get("Range")
+            self.server.ranges.append((mr.group(4), rng))
+            code, total = 200, len(data)
+            m_rng = re.match(r"^bytes=(\d+)-(\d*)$", rng or "")
+            if m_rng and m == "GET":
+                start = int(m_rng.group(1))
+                end = int(m_rng.group(2)) if m_rng.group(2) else total - 1
+                if start >= total:
+                    return self.send(416, b"", {"Content-Range": f"bytes */{total}"})
+                data, code = data[start : end + 1], 206
+                headers["Content-Range"] = f"bytes {start}-{start + len(data) - 1}/{total}"
+            cut = self.server.cut_after.pop(mr.group(4), None) if m == "GET" else None
+            if cut is not None:  # fault injection: announce everything, send `cut` bytes, drop
+                self.send_response(code)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[:cut])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return None
+            return self.send(code, data, headers, "application/octet-stream")
         return self.err(404, "NotFound", f"no route {m} {path}")
 
     def api(self, m, repo, rid, rest, q):
@@ -221,6 +274,18 @@ class Handler(BaseHTTPRequestHandler):
                 {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files
             ]
             return self.send(200, {"files": modes})
+        mpi = re.match(r"^paths-info/(.+)$", rest)
+        if mpi and m == "POST":
+            sha = resolve(repo, unquote(mpi.group(1)))
+            if sha is None:
+                return self.err(404, "RevisionNotFound", "Invalid rev id")
+            form = parse_qs(self.body().decode())
+            wanted = {p.strip("/") for p in form.get("paths", [])}
+            patterns = lfs_patterns(repo, sha)
+            entries = [
+                with_lfs(repo, sha, e, patterns) for e in ls_tree(repo, sha) if e["path"] in wanted
+            ]
+            return self.send(200, entries)
         mc = re.match(r"^commit/(.+)$", rest)
         if mc and m == "POST":
             lines = [json.loads(line) for line in self.body().splitlines() if line.strip()]
@@ -282,6 +347,8 @@ class MiniHub:
         self.server.root = str(root)
         self.server.verbose = verbose
         self.server.requests = []
+        self.server.ranges = []  # (file, Range header or None) of every resolve request
+        self.server.cut_after = {}  # file -> bytes: its next GET is cut after that many
         self.server.create_lock = threading.Lock()
         self.thread = None
 
@@ -292,6 +359,14 @@ class MiniHub:
     @property
     def requests(self):
         return self.server.requests
+
+    @property
+    def ranges(self):
+        return self.server.ranges
+
+    def cut_next_download(self, filename, after_bytes):
+        """Fault injection: the next GET of `filename` drops the connection midway."""
+        self.server.cut_after[filename] = after_bytes
 
     def repo_path(self, repo_id, rtype="models"):
         return os.path.join(self.server.root, rtype, repo_id)

@@ -112,6 +112,13 @@ def _tiny_raw():
         (lambda c: c["eval"].update(steps=[10_000]), "eval.steps"),
         (lambda c: c["data"].update(source="ftp"), "data.source"),
         (lambda c: c["data"].update(source="pile_jsonl"), "data.pile.urls"),
+        (lambda c: c["data"].update(source="pythia_preshuffled"), "data.tokenizer.kind"),
+        (lambda c: c["data"].update(source="pythia_preshuffled"), "eval.tasks: lambada_cloze"),
+        (lambda c: c["data"].update(source="pythia_idxmaps"), "variants: source 'pythia_idxmaps'"),
+        (
+            lambda c: c["data"].update(release={"sha256": {"x.bin": "not-a-hash"}}),
+            "data.release.sha256.x.bin",
+        ),
     ],
 )
 def test_bad_config_names_the_key(mutate, key):

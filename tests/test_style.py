@@ -88,3 +88,35 @@ def test_paper_suite_plans_without_network(tmp_path):
     assert counts["download"] == 30
     assert counts["upload"] == 16 * 154
     assert counts["evaluate"] == 16 * 27
+
+
+@pytest.mark.parametrize(
+    "overlay, expected",
+    [
+        # 21 shards + .idx per variant, merged; training reads them as is
+        ("pythia_preshuffled", {"download_release": 44, "merge_release": 2}),
+        # 83 shards + .idx of the deduped documents, merged, then NeoX's packing and shuffle
+        ("pythia_idxmaps", {"download_release": 84, "merge_release": 1, "pack_shuffle": 1}),
+    ],
+)
+def test_paper_suite_plans_from_released_data(tmp_path, overlay, expected):
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile")]
+        + ["--directory", str(tmp_path), "--configfile", "config/pythia.yaml"]
+        + [f"config/sources/{overlay}.yaml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    counts = {}
+    for line in proc.stdout.split("Job stats:")[1].splitlines()[3:]:
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    for rule in ("corpus", "tokenize", "dedup", "dedup_signatures", "deduped_documents"):
+        assert rule not in counts, rule
+    for rule, n in expected.items():
+        assert counts[rule] == n, (rule, counts)
+    assert sum(n for r, n in counts.items() if r.startswith("train_")) > 0

@@ -20,6 +20,9 @@ SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema" / "co
 VARIANTS = ("standard", "deduped")
 
 
+RELEASED_SOURCES = ("pythia_preshuffled", "pythia_idxmaps")
+
+
 class ConfigError(ValueError):
     """A user-facing configuration problem; the message names the key path."""
 
@@ -121,8 +124,29 @@ def _check_semantics(config: dict, source: str) -> None:
             problems.append(
                 f"eval.steps: step {s} is beyond training.train_iters {t['train_iters']}"
             )
-    if config["data"]["source"] == "pile_jsonl" and not config["data"]["pile"]["urls"]:
+    data = config["data"]
+    if data["source"] == "pile_jsonl" and not data["pile"]["urls"]:
         problems.append("data.pile.urls: source 'pile_jsonl' needs at least one URL or path")
+    if data["source"] in RELEASED_SOURCES:
+        from workflow.releases import release_for
+
+        repos = release_for(data).repos
+        for v in config["variants"]:
+            if v not in repos:
+                problems.append(
+                    f"variants: source {data['source']!r} has no {v!r} data (it has "
+                    f"{', '.join(sorted(repos))}); drop {v!r} or add data.release.repos.{v}"
+                )
+        if data["tokenizer"]["kind"] != "pretrained":
+            problems.append(
+                f"data.tokenizer.kind: source {data['source']!r} is tokenized with GPT-NeoX-20B's "
+                "tokenizer; set kind: pretrained"
+            )
+        if "lambada_cloze" in config.get("eval", {}).get("tasks", []):
+            problems.append(
+                f"eval.tasks: lambada_cloze is built from the held-out documents of a text "
+                f"source; source {data['source']!r} has none (use lambada_openai)"
+            )
     if problems:
         raise ConfigError(f"invalid {source}:\n" + "\n".join(f"  {p}" for p in problems))
 

@@ -171,7 +171,7 @@ def _clean_metrics(task_results: dict[str, Any]) -> dict[str, float | None]:
 def evaluate_checkpoint(
     model_path: str | os.PathLike,
     *,
-    tasks_dir: str | os.PathLike,
+    tasks_dir: str | os.PathLike | None,
     tasks: Sequence[str],
     num_fewshot: int,
     batch_size: int = 16,
@@ -192,9 +192,10 @@ def evaluate_checkpoint(
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
-    tasks_dir = Path(tasks_dir)
-    if not tasks_dir.is_dir():
-        raise FileNotFoundError(f"lm-eval tasks directory {tasks_dir} does not exist")
+    if tasks_dir is not None:
+        tasks_dir = Path(tasks_dir)
+        if not tasks_dir.is_dir():
+            raise FileNotFoundError(f"lm-eval tasks directory {tasks_dir} does not exist")
     local = Path(model_path).is_dir()
     if local:
         if revision is not None:
@@ -209,16 +210,18 @@ def evaluate_checkpoint(
             raise FileNotFoundError(f"{model_path} is not a checkpoint directory (does not exist)")
         pretrained = str(model_path)
     tasks = [tasks] if isinstance(tasks, str) else list(tasks)
-    task_manager = TaskManager(include_path=str(tasks_dir), include_defaults=False)
-    if any(t not in task_manager.all_tasks for t in tasks):
+    include = None if tasks_dir is None else str(tasks_dir)
+    task_manager = TaskManager(include_path=include, include_defaults=tasks_dir is None)
+    if tasks_dir is not None and any(t not in task_manager.all_tasks for t in tasks):
         # lm-eval's own tasks (the paper's lambada_openai, piqa, ...): index the built-ins too
         # (~12 s), only when a task is not one of ours
-        task_manager = TaskManager(include_path=str(tasks_dir), include_defaults=True)
+        task_manager = TaskManager(include_path=include, include_defaults=True)
     unknown = [t for t in tasks if t not in task_manager.all_tasks]
     if unknown:
+        ours = [] if tasks_dir is None else sorted(p.stem for p in tasks_dir.glob("*.yaml"))
         raise ValueError(
             f"unknown lm-eval task(s) {unknown}: neither a task file in {tasks_dir} "
-            f"({sorted(p.stem for p in tasks_dir.glob('*.yaml'))}) nor an lm-eval built-in"
+            f"({ours}) nor an lm-eval built-in"
         )
     model_args: dict[str, Any] = {"pretrained": pretrained, "dtype": "float32"}
     if revision is not None:

@@ -176,7 +176,32 @@ class MMapIndexedDataset:
     of a fixed-length sample file (one contiguous read)."""
 
     def __init__(self, prefix: str | os.PathLike):
-        self.bin_path, self.idx_path = prefix_paths(prefix)
+        self._open(*prefix_paths(prefix))
+
+    @classmethod
+    def from_paths(cls, bin_path: str | os.PathLike, idx_path: str | os.PathLike):
+        """Open a pair whose names do not share a prefix (e.g. temporary files)."""
+        self = cls.__new__(cls)
+        self._open(Path(bin_path), Path(idx_path))
+        return self
+
+    @staticmethod
+    def read_dtype(idx_path: str | os.PathLike) -> np.dtype:
+        """The token dtype an `.idx` declares (its header only)."""
+        with open(idx_path, "rb") as f:
+            head = f.read(_HEADER)
+        if len(head) < _HEADER or head[: len(MAGIC)] != MAGIC:
+            raise IndexedDatasetError(
+                f"{idx_path}: not an MMapIndexedDataset index (bad magic at offset 0: "
+                f"{head[: len(MAGIC)]!r}, expected {MAGIC!r})"
+            )
+        (code,) = struct.unpack("<B", head[17:18])
+        if code not in DTYPES:
+            raise IndexedDatasetError(f"{idx_path}: unknown dtype code {code} at offset 17")
+        return np.dtype(DTYPES[code])
+
+    def _open(self, bin_path: Path, idx_path: Path) -> None:
+        self.bin_path, self.idx_path = bin_path, idx_path
         for p in (self.bin_path, self.idx_path):
             if not p.exists():
                 raise IndexedDatasetError(f"{p}: no such file")
