@@ -90,6 +90,25 @@ def test_workers_give_identical_bytes(data, tmp_path):
         assert (tmp_path / f"w1{ext}").read_bytes() == (tmp_path / f"w2{ext}").read_bytes()
 
 
+def test_byte_range_tasks_give_identical_bytes(data, tmp_path, monkeypatch):
+    # workers read their own byte ranges of a plain .jsonl; tiny ranges cut lines everywhere
+    from workflow import tokenizer
+
+    args = (data / "train.jsonl", data / "tokenizer.json")
+    one = tokenize_documents(*args, tmp_path / "w1", workers=1)
+    monkeypatch.setattr(tokenizer, "_RANGE_BYTES", 97)
+    many = tokenize_documents(*args, tmp_path / "w2", workers=2)
+    assert one == many
+    for ext in (".bin", ".idx"):
+        assert (tmp_path / f"w1{ext}").read_bytes() == (tmp_path / f"w2{ext}").read_bytes()
+    bad = tmp_path / "bad.jsonl"
+    lines = (data / "train.jsonl").read_bytes().splitlines(keepends=True)
+    bad.write_bytes(b"".join(lines[:40]) + b'{"text": "caf\xe9"}\n' + b"".join(lines[40:]))
+    with pytest.raises(CorpusError, match=r"bad\.jsonl:41: not valid UTF-8 \(byte 0xe9"):
+        tokenize_documents(bad, data / "tokenizer.json", tmp_path / "bad", workers=2)
+    assert not list(tmp_path.glob("bad.*[bx]")) and not list(tmp_path.glob(".bad*"))
+
+
 def test_empty_documents_are_skipped(data, tmp_path):
     src = tmp_path / "e.jsonl"
     src.write_text("\n".join(json.dumps({"text": t}) for t in ["a b", "", "c d", " "]) + "\n")

@@ -744,6 +744,43 @@ def iter_jsonl_lines(path: str | os.PathLike) -> Iterator[tuple[int, bytes]]:
         raise CorpusError(f"{path}: after line {line_no}: cannot read: {e}") from None
 
 
+def byte_ranges(path: str | os.PathLike, num_shards: int) -> list[tuple[int, int]]:
+    """Split a plain .jsonl into `num_shards` byte ranges; a line belongs to the range that
+    holds its first byte, so shards need no index and no pass over the file."""
+    if num_shards < 1:
+        raise ValueError(f"num_shards must be >= 1, got {num_shards}")
+    size = Path(path).stat().st_size
+    bounds = [size * k // num_shards for k in range(num_shards + 1)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def iter_lines_in_range(path: str | os.PathLike, lo: int, hi: int) -> Iterator[tuple[int, bytes]]:
+    """Yield (byte offset, raw line) of the lines starting in [lo, hi)."""
+    with open(path, "rb") as f:
+        if lo > 0:
+            f.seek(lo - 1)
+            if f.read(1) != b"\n":  # lo is inside a line: it belongs to the previous shard
+                f.readline()
+        while (pos := f.tell()) < hi:
+            raw = f.readline()
+            if not raw:
+                return
+            yield pos, raw
+
+
+def line_number_at(path: str | os.PathLike, offset: int) -> int:
+    """1-based number of the line starting at `offset` (only computed for error messages)."""
+    with open(path, "rb") as f:
+        count, done = 0, 0
+        while done < offset:
+            block = f.read(min(1 << 24, offset - done))
+            if not block:
+                break
+            count += block.count(b"\n")
+            done += len(block)
+    return count + 1
+
+
 def parse_jsonl_line(path, line_no: int, raw: bytes, *, skip_empty: bool = True) -> dict | None:
     """The record of one line, or None for a blank line or (when `skip_empty`) an empty text.
 

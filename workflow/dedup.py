@@ -17,7 +17,13 @@ from pathlib import Path
 import numpy as np
 from datasketch import MinHash, MinHashLSH
 
-from workflow.corpus import CorpusError, parse_jsonl_line
+from workflow.corpus import (
+    CorpusError,
+    byte_ranges,
+    iter_lines_in_range,
+    line_number_at,
+    parse_jsonl_line,
+)
 from workflow.indexed_dataset import IndexedDatasetWriter, MMapIndexedDataset
 from workflow.io import atomic_path, write_json
 
@@ -155,49 +161,12 @@ def minhash_signatures(texts, num_perm: int, shingle_size: int, seed: int) -> np
     return np.concatenate(blocks).astype(np.uint64)
 
 
-def byte_ranges(path: str | os.PathLike, num_shards: int) -> list[tuple[int, int]]:
-    """Split a plain .jsonl into `num_shards` byte ranges; a line belongs to the range that
-    holds its first byte, so shards need no index and no pass over the file."""
-    if num_shards < 1:
-        raise ValueError(f"num_shards must be >= 1, got {num_shards}")
-    size = Path(path).stat().st_size
-    bounds = [size * k // num_shards for k in range(num_shards + 1)]
-    return list(zip(bounds[:-1], bounds[1:], strict=True))
-
-
-def _lines_in_range(path: Path, lo: int, hi: int):
-    """Yield (byte offset, raw line) of the lines starting in [lo, hi)."""
-    with open(path, "rb") as f:
-        if lo > 0:
-            f.seek(lo - 1)
-            if f.read(1) != b"\n":  # lo is inside a line: it belongs to the previous shard
-                f.readline()
-        while (pos := f.tell()) < hi:
-            raw = f.readline()
-            if not raw:
-                return
-            yield pos, raw
-
-
-def _line_number(path: Path, offset: int) -> int:
-    """1-based number of the line starting at `offset` (only computed for error messages)."""
-    with open(path, "rb") as f:
-        count, done = 0, 0
-        while done < offset:
-            block = f.read(min(1 << 24, offset - done))
-            if not block:
-                break
-            count += block.count(b"\n")
-            done += len(block)
-    return count + 1
-
-
 def _shard_texts(path: Path, lo: int, hi: int, counts: dict):
-    for pos, raw in _lines_in_range(path, lo, hi):
+    for pos, raw in iter_lines_in_range(path, lo, hi):
         try:
             record = parse_jsonl_line(path, 0, raw)
         except CorpusError:  # re-raise naming the real line
-            parse_jsonl_line(path, _line_number(path, pos), raw)
+            parse_jsonl_line(path, line_number_at(path, pos), raw)
             raise
         if record is None:
             if raw.strip():

@@ -33,7 +33,14 @@ from tokenizers import (
     trainers,
 )
 
-from workflow.corpus import iter_jsonl_lines, parse_jsonl_line, read_jsonl
+from workflow.corpus import (
+    CorpusError,
+    iter_jsonl_lines,
+    iter_lines_in_range,
+    line_number_at,
+    parse_jsonl_line,
+    read_jsonl,
+)
 from workflow.indexed_dataset import IndexedDatasetWriter, dtype_for_vocab
 from workflow.io import atomic_path
 
@@ -130,18 +137,28 @@ def _init_worker(
     _worker_dtype = np.dtype(dtype)
 
 
-def _encode_chunk(chunk: tuple[str, list[tuple[int, bytes]]]) -> tuple[np.ndarray, np.ndarray, int]:
+Encoded = tuple[np.ndarray, np.ndarray, int]
+
+
+def _encode_chunk(chunk: tuple[str, list[tuple[int, bytes]], bool]) -> Encoded:
     """Parse and encode a chunk of raw jsonl lines: (the documents' ids, each followed by the
     suffix, concatenated; each one's length; empty documents skipped).
 
-    The workers parse the JSON too and return arrays rather than lists of ints: the parent
-    only reads lines and writes arrays, so it is not the bottleneck on 2 cores."""
+    A chunk's lines carry line numbers, or byte offsets (`by_offset`) when a worker read them
+    itself from a byte range; an error then names the line, counted only on failure. The
+    workers parse the JSON too and return arrays rather than lists of ints: the parent only
+    hands out work and writes arrays, so it is not the bottleneck on 2 cores."""
     assert _worker_tokenizer is not None
-    path, lines = chunk
+    path, lines, by_offset = chunk
     texts = []
     skipped = 0
-    for line_no, raw in lines:
-        record = parse_jsonl_line(path, line_no, raw)
+    for where, raw in lines:
+        try:
+            record = parse_jsonl_line(path, where, raw)
+        except CorpusError:
+            if by_offset:
+                parse_jsonl_line(path, line_number_at(path, where), raw)
+            raise
         if record is None:
             skipped += bool(raw.strip())
         else:
@@ -159,15 +176,24 @@ def _encode_chunk(chunk: tuple[str, list[tuple[int, bytes]]]) -> tuple[np.ndarra
     return flat, sizes, skipped
 
 
-def _chunks(jsonl_path, batch_docs: int) -> Iterator[tuple[str, list[tuple[int, bytes]]]]:
+def _encode_range(task: tuple[str, int, int]) -> tuple[np.ndarray, np.ndarray, int]:
+    """A worker reads the lines starting in its byte range of a plain .jsonl itself."""
+    path, lo, hi = task
+    return _encode_chunk((path, list(iter_lines_in_range(path, lo, hi)), True))
+
+
+_RANGE_BYTES = 1 << 20  # jsonl bytes per task: small enough to balance, big enough to batch
+
+
+def _chunks(jsonl_path, batch_docs: int) -> Iterator[tuple[str, list[tuple[int, bytes]], bool]]:
     chunk: list[tuple[int, bytes]] = []
     for item in iter_jsonl_lines(jsonl_path):
         chunk.append(item)
         if len(chunk) == batch_docs:
-            yield str(jsonl_path), chunk
+            yield str(jsonl_path), chunk, False
             chunk = []
     if chunk:
-        yield str(jsonl_path), chunk
+        yield str(jsonl_path), chunk, False
 
 
 def tokenize_documents(
@@ -187,6 +213,8 @@ def tokenize_documents(
     skips them, so entry i here is document i there. The token dtype is uint16 when the
     vocabulary fits (as GPT-NeoX's best_fitting_dtype), unless `dtype` is given.
     """
+    if not Path(jsonl_path).is_file():
+        raise CorpusError(f"{jsonl_path}: no such file")
     tokenizer = load_tokenizer(tokenizer_path)
     vocab = tokenizer.get_vocab_size(with_added_tokens=True)
     dtype = dtype_for_vocab(vocab) if dtype is None else np.dtype(dtype)
@@ -214,7 +242,16 @@ def tokenize_documents(
             # tokenizer thread pool is inherited. imap keeps the chunks in order.
             ctx = multiprocessing.get_context("fork")
             pool = ctx.Pool(workers, initializer=_init_worker, initargs=initargs)
-            results = pool.imap(_encode_chunk, chunks)
+            path = Path(jsonl_path)
+            if path.suffix == ".zst":  # compressed: the parent reads the lines
+                results = pool.imap(_encode_chunk, chunks)
+            else:  # plain: the workers read their own byte ranges, the parent only writes
+                size = path.stat().st_size
+                tasks = [
+                    (str(path), lo, min(lo + _RANGE_BYTES, size))
+                    for lo in range(0, size, _RANGE_BYTES)
+                ]
+                results = pool.imap(_encode_range, tasks)
         try:
             for flat, sizes, empty in results:
                 writer.add_documents(flat, sizes)
