@@ -189,6 +189,7 @@ else:
         params:
             release=RELEASE,
             seq_length=SUITE.training.seq_length,
+            global_batch_size=SUITE.training.global_batch_size,
             num_samples=SUITE.training.num_samples(config["data"]["sample_margin"]),
         script:
             "../scripts/merge_release.py"

@@ -22,6 +22,7 @@ with log_to(snakemake.log[0]) as log:  # noqa: F821
         "revision": release.revision,
         "kind": release.kind,
         "seq_length": sm.params.seq_length if samples else None,
+        "global_batch_size": sm.params.global_batch_size if samples else None,
     }
     if samples:  # what training checks: enough rows for train_iters (NeoX asks 0.5% more)
         extra["num_samples"] = meta["sequences"]

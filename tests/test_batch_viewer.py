@@ -82,3 +82,28 @@ def test_cli_errors(results, capsys):
     assert "samples.json: no such file" in capsys.readouterr().err
     assert main(base + ["--variant", "deduped", "--step", "99"]) == 2
     assert "steps 99..99 need rows" in capsys.readouterr().err
+
+
+def test_compare_with_another_sample_file(results, tmp_path, capsys):
+    samples = results / "tiny" / "data" / "deduped" / "samples"
+    base = ["--run", "tiny", "--variant", "deduped", "--results-dir", str(results)]
+    # a byte copy (as the merged released preshuffled data would be): every step identical
+    for ext in (".bin", ".idx"):
+        (tmp_path / f"same{ext}").write_bytes(samples.with_suffix(ext).read_bytes())
+    assert main(base + ["--step", "0", "--end", "9", "--compare", str(tmp_path / "same")]) == 0
+    assert "10 of 10 steps identical" in capsys.readouterr().out
+    # another seed: another order
+    pack_samples(
+        results / "tiny" / "data" / "deduped" / "documents",
+        tmp_path / "other",
+        seq_length=12,
+        num_samples=10 * B,
+        seed=7,
+    )
+    assert main(base + ["--step", "2", "--end", "3", "--compare", str(tmp_path / "other")]) == 1
+    out = capsys.readouterr().out
+    assert "step2: differs" in out and "0 of 2 steps identical" in out
+    assert (
+        main(base + ["--step", "0", "--batch-size", "8", "--compare", str(tmp_path / "same")]) == 0
+    )
+    assert "1 of 1 steps identical" in capsys.readouterr().out

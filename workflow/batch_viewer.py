@@ -43,6 +43,30 @@ def batch_rows(
     return np.array(ds.get_rows(start, stop))
 
 
+def compare_steps(
+    samples_prefix: str | os.PathLike,
+    other_prefix: str | os.PathLike,
+    steps,
+    global_batch_size: int,
+) -> list[dict]:
+    """Compare the rows of `steps` in two sample files, e.g. ours rebuilt from
+    `pythia_deduped_pile_idxmaps` against EleutherAI's `pile-deduped-pythia-preshuffled`
+    (reference section 3.4). Returns one record per differing step (empty: same data order)."""
+    diffs = []
+    for s in steps:
+        a = batch_rows(samples_prefix, s, global_batch_size)
+        b = batch_rows(other_prefix, s, global_batch_size)
+        if a.shape != b.shape:
+            diffs.append({"step": s, "row": None, "why": f"shapes {a.shape} vs {b.shape}"})
+            continue
+        rows = np.flatnonzero((a != b).any(axis=1))
+        if rows.size:
+            diffs.append(
+                {"step": s, "row": int(rows[0]), "why": f"{rows.size} of {len(a)} rows differ"}
+            )
+    return diffs
+
+
 def _parse(argv) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="pythia-batch-viewer",
@@ -55,6 +79,16 @@ def _parse(argv) -> argparse.Namespace:
     p.add_argument("--decode", action="store_true", help="also print each row as text")
     p.add_argument("--results-dir", default="results")
     p.add_argument("--save", default=None, help="write the rows to this .npy file")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="rows per step (default: the recorded one)"
+    )
+    p.add_argument(
+        "--compare",
+        default=None,
+        metavar="PREFIX",
+        help="another sample file (.bin/.idx prefix, e.g. the merged pythia preshuffled data): "
+        "report whether its rows at these steps are the same",
+    )
     return p.parse_args(argv)
 
 
@@ -68,11 +102,21 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError:
         print(f"error: {meta_path}: no such file (was the data stage run?)", file=sys.stderr)
         return 2
-    batch = meta.get("global_batch_size")
+    batch = args.batch_size or meta.get("global_batch_size")
     if not batch:
-        print(f"error: {meta_path}: no global_batch_size recorded", file=sys.stderr)
+        print(
+            f"error: {meta_path}: no global_batch_size recorded; give --batch-size", file=sys.stderr
+        )
         return 2
     try:
+        if args.compare:
+            end = args.step if args.end is None else args.end
+            steps = range(args.step, end + 1)
+            diffs = compare_steps(samples, args.compare, steps, int(batch))
+            for d in diffs:
+                print(f"step{d['step']}: differs ({d['why']}; first row {d['row']})")
+            print(f"{len(steps) - len(diffs)} of {len(steps)} steps identical to {args.compare}")
+            return 1 if diffs else 0
         rows = batch_rows(samples, args.step, int(batch), args.end)
     except (IndexError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
