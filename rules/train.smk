@@ -29,6 +29,17 @@ for _size, _spec in SUITE.models.items():
                 ),
             output:
                 [directory(checkpoint_dir("{variant}", _size, s)) for s in _seg.steps],
+                metrics=(
+                    run_path(
+                        "models",
+                        "{variant}",
+                        _size,
+                        "train_log",
+                        f"steps{_seg.start + 1}-{_seg.end}.csv",
+                    )
+                    if _seg.start >= 0
+                    else []
+                ),
             log:
                 run_path(
                     "logs",

@@ -2,11 +2,13 @@
 distributed launcher when the model asks for several GPUs/nodes)."""
 
 import subprocess
+import sys
 from pathlib import Path
 
 from workflow.config import Segment, SuiteConfig
 from workflow.launch import distributed_command, needs_launcher
 from workflow.logs import log_to
+from workflow.train import PREEMPTED_EXIT, Preempted, train_segment
 
 sm = snakemake  # noqa: F821
 with log_to(sm.log[0]) as log:
@@ -17,6 +19,7 @@ with log_to(sm.log[0]) as log:
     resume = Path(sm.input.resume[0]) if sm.input.resume else None
     samples_prefix = sm.input.samples[0][: -len(".bin")]
     spec = suite.models[p.size]
+    metrics = sm.output.get("metrics") or None  # the init segment has no steps to log
     if needs_launcher(spec):
         cmd = distributed_command(
             suite,
@@ -28,20 +31,27 @@ with log_to(sm.log[0]) as log:
             out_template=p.out_template,
             resume_from=resume,
             state_dir=Path(sm.log[0]).parent,
+            metrics_path=metrics,
         )
         log.info("launching: %s", " ".join(cmd))
-        subprocess.run(cmd, check=True)
+        code = subprocess.run(cmd).returncode
+        if code:
+            log.error("training exited with %d%s", code, " (preempted)" * (code == PREEMPTED_EXIT))
+            sys.exit(code)
     else:
-        from workflow.train import train_segment
-
-        train_segment(
-            suite,
-            size=p.size,
-            variant=sm.wildcards.variant,
-            samples_prefix=samples_prefix,
-            tokenizer_path=sm.input.tokenizer,
-            segment=segment,
-            out_dirs=out_dirs,
-            resume_from=resume,
-            log=log.info,
-        )
+        try:
+            train_segment(
+                suite,
+                size=p.size,
+                variant=sm.wildcards.variant,
+                samples_prefix=samples_prefix,
+                tokenizer_path=sm.input.tokenizer,
+                segment=segment,
+                out_dirs=out_dirs,
+                resume_from=resume,
+                log=log.info,
+                metrics_path=metrics,
+            )
+        except Preempted as e:  # state saved: exit "try again", the retry continues from it
+            log.warning("%s", e)
+            sys.exit(PREEMPTED_EXIT)

@@ -454,3 +454,117 @@ def test_torchrun_two_ranks(run, tmp_path):
         assert meta["metrics"]["loss"] == pytest.approx(run["full"][s - 1]["loss"], abs=1e-5)
     shards = sorted(p.name for p in (tmp_path / "step2" / "deepspeed" / "state").iterdir())
     assert "zero_pp_rank_1_mp_rank_00_optim_states.pt" in shards
+
+
+# --- step log, preemption ----------------------------------------------------------------
+
+
+def _segment_0_8(run, tmp_path, suite=None, **kw):
+    from workflow.train import train_segment
+
+    shutil.copytree(run["tmp"] / "a" / "step0", tmp_path / "step0")
+    steps = (1, 2, 4, 8)
+    return train_segment(
+        suite or run["suite"],
+        size=SIZE,
+        variant=VARIANT,
+        samples_prefix=run["samples"],
+        tokenizer_path=run["tok"],
+        segment=Segment(0, 8, steps),
+        out_dirs={s: tmp_path / f"step{s}" for s in steps},
+        resume_from=tmp_path / "step0",
+        **kw,
+    )
+
+
+def test_step_log_csv(run, tmp_path):
+    import csv
+
+    from workflow.step_log import COLUMNS
+
+    suite = tiny_suite(peak_tflops=0.5)
+    hist = _segment_0_8(run, tmp_path, suite, metrics_path=tmp_path / "log.csv")
+    with open(tmp_path / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == COLUMNS and [int(r["step"]) for r in rows] == list(range(1, 9))
+    assert (
+        [float(r["loss"]) for r in rows]
+        == [m["loss"] for m in run["full"]]
+        == [m["loss"] for m in hist]
+    )
+    for r in rows:
+        assert float(r["tokens_per_s"]) > 0 and r["loss_scale"] == ""  # fp32: no loss scale
+        assert float(r["mfu"]) == pytest.approx(float(r["tflops_per_device"]) / 0.5)
+        assert int(r["tokens_seen"]) == int(r["step"]) * BATCH * SEQ
+    assert not (tmp_path / "log.csv.partial").exists()
+
+
+def test_preempted_segment_saves_and_resumes_bit_exact(run, tmp_path):
+    """SIGTERM (Slurm's time limit) during step 3: the step finishes, the state is saved, the
+    rerun continues from it, and every checkpoint equals the uninterrupted run's."""
+    import os
+    import signal
+
+    from workflow.train import Preempted, preempt_dir
+
+    def log(msg):
+        if msg.startswith("step 3 "):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(Preempted, match="stopped by a signal after step 3"):
+        _segment_0_8(run, tmp_path, log=log, metrics_path=tmp_path / "log.csv")
+    out = {s: tmp_path / f"step{s}" for s in (1, 2, 4, 8)}
+    pdir = preempt_dir(out, Segment(0, 8, (1, 2, 4, 8)))
+    assert (pdir / "deepspeed").is_dir() and json.loads(
+        (pdir / "pythia_checkpoint.json").read_text()
+    )["step"] == 3
+    # Snakemake deletes a failed job's outputs; the checkpoints made so far wait in the state
+    assert sorted(p.name for p in (pdir / "done").iterdir()) == ["step1", "step2"]
+    assert not (tmp_path / "log.csv").exists() and (tmp_path / "log.csv.partial").exists()
+    shutil.rmtree(tmp_path / "step0")
+    messages = []
+    hist = _segment_0_8(run, tmp_path, log=messages.append, metrics_path=tmp_path / "log.csv")
+    assert any("resuming the preempted segment from step 3" in m for m in messages)
+    assert [m["step"] for m in hist] == [4, 5, 6, 7, 8]
+    assert [m["loss"] for m in hist] == [m["loss"] for m in run["full"][3:]]
+    for s in (1, 2, 4, 8):
+        ours = (out[s] / "model.safetensors").read_bytes()
+        assert ours == (run["tmp"] / "a" / f"step{s}" / "model.safetensors").read_bytes(), s
+    assert not pdir.exists()
+    lines = (tmp_path / "log.csv").read_text().splitlines()
+    assert [int(x.split(",")[0]) for x in lines[1:]] == list(range(1, 9))
+
+
+def test_cli_exits_75_on_sigusr1(run, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from workflow.train import PREEMPTED_EXIT
+
+    long = make_samples(tmp_path / "long", 400 * BATCH, VOCAB)
+    suite = tiny_suite(train_iters=400, lr_decay_iters=16)  # the same model: same config hash
+    shutil.copytree(run["tmp"] / "a" / "step0", tmp_path / "step0")
+    cfg = tmp_path / "suite.json"
+    cfg.write_text(json.dumps(suite.raw))
+    args = ["--config-json", str(cfg), "--size", SIZE, "--variant", VARIANT, "--samples", long]
+    args += ["--tokenizer", str(run["tok"]), "--start-step", "0", "--end-step", "400"]
+    args += ["--steps", "400", "--out-template", str(tmp_path / "step{step}")]
+    args += ["--resume-from", str(tmp_path / "step0"), "--metrics", str(tmp_path / "m.csv")]
+    env = dict(os.environ, DS_ACCELERATOR="cpu")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workflow.train", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    for line in proc.stdout:
+        if line.startswith("step 2 "):
+            proc.send_signal(signal.SIGUSR1)
+            break
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == PREEMPTED_EXIT, err[-2000:]
+    assert "preempted:" in err and "run the segment again" in err
+    assert (tmp_path / ".preempt-0-400" / "deepspeed").is_dir()

@@ -282,6 +282,9 @@ class TrainingSpec:
     attention: str
     threads: int
     schedule: tuple[int, ...]
+    peak_tflops: float | None = None
+    tensorboard: bool = False
+    wandb_project: str | None = None
 
     @property
     def tokens_per_step(self) -> int:
@@ -331,6 +334,9 @@ class SuiteConfig:
             attention=t["attention"],
             threads=t["threads"],
             schedule=tuple(schedule),
+            peak_tflops=t["peak_tflops"],
+            tensorboard=t["tensorboard"],
+            wandb_project=t["wandb_project"],
         )
         models = {}
         selected = cfg.get("sizes") or list(cfg["models"])

@@ -31,6 +31,7 @@ def train_args(
     segment: Segment,
     out_template: str,
     resume_from: Path | None,
+    metrics_path: str | Path | None = None,
 ) -> list[str]:
     args = [
         "-m",
@@ -56,6 +57,8 @@ def train_args(
     ]
     if resume_from is not None:
         args += ["--resume-from", str(resume_from)]
+    if metrics_path is not None:
+        args += ["--metrics", str(metrics_path)]
     return args
 
 
@@ -70,6 +73,7 @@ def distributed_command(
     out_template: str,
     resume_from: Path | None,
     state_dir: Path,
+    metrics_path: str | Path | None = None,
 ) -> list[str]:
     """The command that starts spec.gpus ranks on each of spec.nodes nodes."""
     suite_json = Path(state_dir) / f"suite-{spec.name}-{variant}-{segment.end}.json"
@@ -84,6 +88,7 @@ def distributed_command(
         segment=segment,
         out_template=out_template,
         resume_from=resume_from,
+        metrics_path=metrics_path,
     )
     if spec.nodes == 1:
         return [

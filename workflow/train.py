@@ -63,7 +63,15 @@ _OPERATIONAL_MODEL_FIELDS = (
     "segment_steps",
     "hours_per_segment",
 )
-_OPERATIONAL_TRAINING_FIELDS = ("train_iters", "attention", "threads", "schedule")
+_OPERATIONAL_TRAINING_FIELDS = (
+    "train_iters",
+    "attention",
+    "threads",
+    "schedule",
+    "peak_tflops",
+    "tensorboard",
+    "wandb_project",
+)
 # Pythia's fp16 dynamic loss scaling (reference/pythia.md §1.2).
 FP16_LOSS_SCALE = {
     "enabled": True,
@@ -77,6 +85,46 @@ FP16_LOSS_SCALE = {
 
 class TrainingError(RuntimeError):
     """A problem the user can fix (wrong inputs, incompatible resume point); names what/where."""
+
+
+# EX_TEMPFAIL: "try again". A preempted segment saved its state and exits with this code, so
+# the retried job (Snakemake --retries, Slurm requeue) continues from that state.
+PREEMPTED_EXIT = 75
+PREEMPT_SIGNALS = ("SIGTERM", "SIGUSR1")  # Slurm: SIGTERM at the time limit, or --signal=USR1@T
+
+
+class Preempted(Exception):
+    """Training stopped on a signal after saving its resumable state."""
+
+
+def preempt_dir(out_dirs: Mapping[int, Path], segment: Segment) -> Path:
+    """Where a preempted segment leaves its state: beside its checkpoints, hidden, and not a
+    Snakemake output (a failed job's outputs are deleted; this must survive until the retry)."""
+    last = Path(out_dirs[segment.end])
+    return last.parent / f".preempt-{segment.start}-{segment.end}"
+
+
+@contextlib.contextmanager
+def _preemption_signals():
+    """Record SIGTERM/SIGUSR1 instead of dying: the step in flight finishes, then training saves
+    and stops. Only the main thread can install handlers; elsewhere signals keep their default."""
+    import signal
+    import threading
+
+    caught: dict[str, int | None] = {"signum": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+
+    def handler(signum, _frame):
+        caught["signum"] = signum
+
+    old = {name: signal.signal(getattr(signal, name), handler) for name in PREEMPT_SIGNALS}
+    try:
+        yield caught
+    finally:
+        for name, h in old.items():
+            signal.signal(getattr(signal, name), h)
 
 
 # --------------------------------------------------------------------------- identities
@@ -370,11 +418,13 @@ def train_step(
     if grad_norm is None:
         gn = engine.get_global_grad_norm()
         grad_norm = None if gn is None else float(gn)
+    scale = getattr(engine.optimizer, "cur_scale", None) if engine.fp16_enabled() else None
     return {
         "step": step,
         "loss": float(mean_loss),
         "lr": lr,
         "grad_norm": grad_norm,
+        "loss_scale": None if scale is None else float(scale),
         "skipped": not engine.was_step_applied(),
         "seconds": time.perf_counter() - t0,
     }
@@ -520,6 +570,17 @@ def check_resume(
 # --------------------------------------------------------------------------- segment
 
 
+def _stop_requested(caught: Mapping[str, int | None], world_size: int) -> bool:
+    """Whether any rank got a preemption signal (all ranks must stop at the same step)."""
+    stop = caught.get("signum") is not None
+    if world_size > 1:
+        nccl = torch.distributed.get_backend() == "nccl"
+        flag = torch.tensor([int(stop)], device="cuda" if nccl else "cpu")
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        stop = bool(flag.item())
+    return stop
+
+
 def train_segment(
     config: SuiteConfig,
     *,
@@ -531,9 +592,13 @@ def train_segment(
     out_dirs: Mapping[int, Path],
     resume_from: Path | None,
     log: Callable[[str], Any] = print,
+    metrics_path: str | os.PathLike | None = None,
 ) -> list[dict[str, Any]]:
-    """Run one segment; returns the per-step metrics (empty for the init segment)."""
-    with launcher_env():
+    """Run one segment; returns the per-step metrics (empty for the init segment).
+
+    On SIGTERM/SIGUSR1 the segment saves its state after the step in flight and raises
+    `Preempted`; run again, it continues from that state (bit-exact)."""
+    with launcher_env(), _preemption_signals() as caught:
         return _train_segment(
             config,
             size=size,
@@ -544,6 +609,8 @@ def train_segment(
             out_dirs=out_dirs,
             resume_from=resume_from,
             log=log,
+            metrics_path=metrics_path,
+            caught=caught,
         )
 
 
@@ -558,8 +625,16 @@ def _train_segment(
     out_dirs: Mapping[int, Path],
     resume_from: Path | None,
     log: Callable[[str], Any],
+    metrics_path: str | os.PathLike | None,
+    caught: Mapping[str, int | None],
 ) -> list[dict[str, Any]]:
     from workflow.model import build_model
+    from workflow.step_log import (
+        StepLog,
+        device_peak_tflops,
+        flops_per_token,
+        matmul_params,
+    )
 
     if size not in config.models:
         raise TrainingError(f"models.{size}: no such model in the config")
@@ -602,10 +677,43 @@ def _train_segment(
     data_fp = data_fingerprint(samples_prefix)
     cfg_hash = config_hash(spec, training)
     resume_meta: dict[str, Any] = {}
+    start = segment.start  # the last step already trained
+    pdir = preempt_dir(out_dirs, segment)
+    if not init_only and (pdir / CHECKPOINT_JSON).exists():
+        pstep = read_json(pdir / CHECKPOINT_JSON).get("step")
+        try:
+            if not (isinstance(pstep, int) and segment.start < pstep < segment.end):
+                raise TrainingError(f"its step {pstep} is not inside segment {segment}")
+            lost = [
+                s for s in segment.steps if s <= pstep and not (pdir / "done" / f"step{s}").is_dir()
+            ]
+            if lost:
+                raise TrainingError(f"the checkpoints of steps {lost} it had made are missing")
+            check_resume(
+                pdir,
+                step=pstep,
+                data_fp=data_fp,
+                cfg_hash=cfg_hash,
+                world_size=world,
+                zero_stage=training.zero_stage,
+                variant=variant,
+                size=size,
+            )
+        except TrainingError as e:
+            say(f"ignoring the preempted state {pdir}: {e}")
+        else:
+            say(f"resuming the preempted segment from step {pstep} ({pdir})")
+            resume_from, start = pdir, pstep
+            if rank == 0:  # the checkpoints made before the preemption go back into place
+                for s in (s for s in segment.steps if s <= pstep):
+                    if Path(out_dirs[s]).exists():
+                        shutil.rmtree(out_dirs[s])
+                    os.replace(pdir / "done" / f"step{s}", out_dirs[s])
+            _barrier()
     if not init_only:
         resume_meta = check_resume(
             Path(resume_from),
-            step=segment.start,
+            step=start,
             data_fp=data_fp,
             cfg_hash=cfg_hash,
             world_size=world,
@@ -616,7 +724,7 @@ def _train_segment(
     vocab = tokenizer_vocab_size(tokenizer_path)
     # From step 0 without a usable DeepSpeed state (saved by another number of ranks), the HF
     # weights are the whole state: Adam moments are empty and the LR schedule is at 0.
-    from_weights = segment.start == 0 and (
+    from_weights = start == 0 and (
         resume_meta.get("world_size") != world
         or not _has_deepspeed_state(Path(resume_from), resume_meta)
     )
@@ -629,7 +737,7 @@ def _train_segment(
         path, client = engine.load_checkpoint(
             str(Path(resume_from) / DEEPSPEED_DIR), tag=DEEPSPEED_TAG
         )
-        if path is None or client.get("step") != segment.start:
+        if path is None or client.get("step") != start:
             raise TrainingError(f"{resume_from}/{DEEPSPEED_DIR}: DeepSpeed state did not load")
         _set_rng_state(client.get("rng"))
 
@@ -673,13 +781,7 @@ def _train_segment(
         save(0, None, with_deepspeed=True)
         return []
 
-    say(
-        f"{variant}/{size}: steps {segment.start + 1}..{segment.end} on {world} rank(s), "
-        f"micro-batch {micro} x {gas} accumulation, {spec.precision}, ZeRO {training.zero_stage}"
-    )
-    history = []
-    own_norm = training.zero_stage == 0 and spec.precision == "fp32"
-    for step in range(segment.start + 1, segment.end + 1):
+    def _one_step(step: int) -> dict[str, Any]:
         m = train_step(
             engine,
             data,
@@ -688,9 +790,8 @@ def _train_segment(
             micro=micro,
             rank=rank,
             world_size=world,
-            own_grad_norm=own_norm,
+            own_grad_norm=training.zero_stage == 0 and spec.precision == "fp32",
         )
-        history.append(m)
         gn = "n/a" if m["grad_norm"] is None else f"{m['grad_norm']:.6f}"
         say(
             f"step {step} loss {m['loss']:.6f} lr {m['lr']:.6e} grad_norm {gn}"
@@ -699,6 +800,58 @@ def _train_segment(
         if step in segment.steps:
             metrics = {k: m[k] for k in ("loss", "lr", "grad_norm", "skipped")}
             save(step, metrics, with_deepspeed=step == segment.end)
+        return m
+
+    say(
+        f"{variant}/{size}: steps {start + 1}..{segment.end} on {world} rank(s), "
+        f"micro-batch {micro} x {gas} accumulation, {spec.precision}, ZeRO {training.zero_stage}"
+    )
+    history = []
+    n_matmul = matmul_params(engine.module)
+    per_token = flops_per_token(n_matmul, spec.num_layers, spec.hidden_size, seq)
+    steplog = StepLog(
+        metrics_path if rank == 0 else None,
+        flops_per_step_per_device=per_token * b * seq / world,
+        peak_tflops=device_peak_tflops(training.peak_tflops, spec.precision),
+        resume_step=start if start != segment.start else None,
+        tensorboard_dir=(
+            Path(out_dirs[segment.end]).parent / "tensorboard"
+            if training.tensorboard and rank == 0
+            else None
+        ),
+        wandb_project=training.wandb_project if rank == 0 else None,
+        run_name=f"{variant}-{size}",
+    )
+    complete = False
+    try:
+        for step in range(start + 1, segment.end + 1):
+            m = _one_step(step)
+            history.append(m)
+            steplog.write(steplog.row(m, b * seq, world))
+            if step < segment.end and _stop_requested(caught, world):
+                save_checkpoint(
+                    engine,
+                    pdir,
+                    meta_for(step, {k: m[k] for k in ("loss", "lr", "grad_norm", "skipped")}),
+                    with_deepspeed=True,
+                    rank=rank,
+                    tokenizer_path=tokenizer_path,
+                    seq_length=seq,
+                )
+                if rank == 0:  # a failed job's outputs are deleted: keep these with the state
+                    (pdir / "done").mkdir()
+                    for s in (s for s in segment.steps if s <= step):
+                        os.replace(out_dirs[s], pdir / "done" / f"step{s}")
+                _barrier()
+                raise Preempted(
+                    f"{variant}/{size}: stopped by a signal after step {step}; its state is in "
+                    f"{pdir}: run the segment again to continue from it"
+                )
+        complete = True
+    finally:
+        steplog.close(complete)
+    if rank == 0 and pdir.exists():
+        shutil.rmtree(pdir)
     return history
 
 
@@ -721,6 +874,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--steps", required=True, help="comma-separated checkpoint steps")
     p.add_argument("--out-template", required=True, help="checkpoint dir with {step}")
     p.add_argument("--resume-from", default=None)
+    p.add_argument("--metrics", default=None, help="per-step CSV log (rank 0 writes it)")
     a = p.parse_args(argv)
     with open(a.config_json) as f:
         suite = SuiteConfig.from_dict(json.load(f))
@@ -737,6 +891,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         out_dirs=out_dirs,
         resume_from=Path(a.resume_from) if a.resume_from else None,
         log=lambda msg: print(msg, flush=True),
+        metrics_path=a.metrics,
     )
 
 
@@ -746,3 +901,6 @@ if __name__ == "__main__":
     except TrainingError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except Preempted as e:
+        print(f"preempted: {e}", file=sys.stderr)
+        sys.exit(PREEMPTED_EXIT)
