@@ -89,7 +89,8 @@ def test_segments_partition_the_schedule():
 
 def test_schedule_always_contains_the_last_step():
     assert checkpoint_schedule(50, 16) == [0, 1, 2, 4, 8, 16, 32, 48, 50]
-    assert checkpoint_schedule(10, 4, log_spaced=False) == [4, 8, 10]
+    # step 0 always: it is where training starts (a schedule without it could not be trained)
+    assert checkpoint_schedule(10, 4, log_spaced=False) == [0, 4, 8, 10]
     assert 7 in checkpoint_schedule(10, 4, extra=(7,))
 
 

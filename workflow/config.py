@@ -186,7 +186,7 @@ def checkpoint_schedule(
     the powers of two below the linear interval, then every `every` steps; the last step is
     always included.
     """
-    steps = {0, train_iters} if log_spaced else {train_iters}
+    steps = {0, train_iters}  # step 0 (the initialisation) is where the first segment starts
     if log_spaced:
         p = 1
         while p < every and p <= train_iters:
