@@ -568,3 +568,20 @@ def test_cli_exits_75_on_sigusr1(run, tmp_path):
     assert proc.returncode == PREEMPTED_EXIT, err[-2000:]
     assert "preempted:" in err and "run the segment again" in err
     assert (tmp_path / ".preempt-0-400" / "deepspeed").is_dir()
+
+
+GOLDEN = __import__("pathlib").Path(__file__).parent / "data" / "golden_loss.json"
+
+
+def test_golden_loss(run):
+    """The first 8 steps of the tiny fixed model (tiny_suite, make_samples, make_tokenizer; fp32,
+    one thread, ZeRO 1) against committed values: a silent change in numerics (init, data
+    order, optimizer, schedule, library upgrade) shows here. Tolerance: 1e-5 relative, far
+    below the step-to-step changes (~1e-2) and above float reordering noise (~1e-7)."""
+    got = {k: [m[k] for m in run["full"]] for k in ("loss", "lr", "grad_norm")}
+    if __import__("os").environ.get("UPDATE_GOLDEN"):  # after an intended numerics change
+        GOLDEN.write_text(json.dumps(got, indent=1) + "\n")
+    golden = json.loads(GOLDEN.read_text())
+    assert got["loss"] == pytest.approx(golden["loss"], rel=1e-5)
+    assert got["lr"] == pytest.approx(golden["lr"], rel=1e-9)
+    assert got["grad_norm"] == pytest.approx(golden["grad_norm"], rel=1e-4)
