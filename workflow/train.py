@@ -279,8 +279,19 @@ def batch_layout(spec: ModelSpec, training: TrainingSpec, world_size: int) -> tu
     return micro, per_rank // micro
 
 
+def effective_zero_stage(training: TrainingSpec, spec: ModelSpec, world_size: int) -> int:
+    """The ZeRO stage the engine runs. ZeRO partitions optimizer state across data-parallel
+    ranks; a single fp32 rank has nothing to partition, and DeepSpeed's stage-1 optimizer would
+    only add flat-buffer copies (~10% of a CPU step, bench/train.py). Stage 0 is the same maths
+    there (test_zero0_matches_zero1: identical losses), so one fp32 rank runs it. Mixed
+    precision keeps the configured stage: its optimizers differ between stages."""
+    if world_size == 1 and spec.precision == "fp32":
+        return 0
+    return training.zero_stage
+
+
 def deepspeed_config(
-    spec: ModelSpec, training: TrainingSpec, micro: int, gas: int
+    spec: ModelSpec, training: TrainingSpec, micro: int, gas: int, stage: int | None = None
 ) -> dict[str, Any]:
     """Pythia's DeepSpeed settings (reference/pythia.md §1.2) for one model."""
     return {
@@ -303,7 +314,7 @@ def deepspeed_config(
             },
         },
         "zero_optimization": {
-            "stage": training.zero_stage,
+            "stage": training.zero_stage if stage is None else stage,
             "allgather_partitions": True,
             "reduce_scatter": True,
             "overlap_comm": False,
@@ -341,6 +352,7 @@ def make_engine(model, spec: ModelSpec, training: TrainingSpec, world_size: int)
         raise TrainingError(f"training.zero_stage {training.zero_stage}: only 0, 1, 2 supported")
     check_precision(spec)
     micro, gas = batch_layout(spec, training, world_size)
+    stage = effective_zero_stage(training, spec, world_size)
     multiplier = lambda_for(
         max_lr=spec.lr,
         min_lr=spec.min_lr,
@@ -350,7 +362,7 @@ def make_engine(model, spec: ModelSpec, training: TrainingSpec, world_size: int)
     engine, _, _, _ = deepspeed.initialize(
         model=model,
         model_parameters=param_groups(model, training.weight_decay),
-        config=deepspeed_config(spec, training, micro, gas),
+        config=deepspeed_config(spec, training, micro, gas, stage),
         # NeoX's AnnealingLR, not DeepSpeed's WarmupCosineLR (different curve, lr 0 twice)
         lr_scheduler=lambda opt: LambdaLR(opt, multiplier),
     )
@@ -532,6 +544,7 @@ def check_resume(
     zero_stage: int,
     variant: str,
     size: str,
+    engine_stage: int | None = None,
 ) -> dict[str, Any]:
     """Refuse to resume from a checkpoint made for other data, another config, or (for ZeRO
     >= 1, whose optimizer shards are per rank) another number of ranks.
@@ -558,6 +571,11 @@ def check_resume(
         )
     if (meta.get("variant"), meta.get("size")) != (variant, size):
         problems.append(f"it is {meta.get('variant')}/{meta.get('size')}, not {variant}/{size}")
+    if step != 0 and engine_stage is not None and meta.get("zero_stage") != engine_stage:
+        problems.append(
+            f"its DeepSpeed state is ZeRO-{meta.get('zero_stage')}, this job runs "
+            f"ZeRO-{engine_stage}"
+        )
     if step != 0 and zero_stage >= 1 and meta.get("world_size") != world_size:
         problems.append(
             f"its ZeRO state has {meta.get('world_size')} rank shards, this job has {world_size}"
@@ -698,6 +716,7 @@ def _train_segment(
                 zero_stage=training.zero_stage,
                 variant=variant,
                 size=size,
+                engine_stage=effective_zero_stage(training, spec, world),
             )
         except TrainingError as e:
             say(f"ignoring the preempted state {pdir}: {e}")
@@ -720,6 +739,7 @@ def _train_segment(
             zero_stage=training.zero_stage,
             variant=variant,
             size=size,
+            engine_stage=effective_zero_stage(training, spec, world),
         )
     vocab = tokenizer_vocab_size(tokenizer_path)
     # From step 0 without a usable DeepSpeed state (saved by another number of ranks), the HF
@@ -749,7 +769,8 @@ def _train_segment(
         "code_version": workflow.__version__,
         "seed": training.seed,
         "precision": spec.precision,
-        "zero_stage": training.zero_stage,
+        "zero_stage": effective_zero_stage(training, spec, world),
+        "zero_stage_configured": training.zero_stage,
         "world_size": world,
         "micro_batch_size": micro,
         "gradient_accumulation_steps": gas,
@@ -790,7 +811,8 @@ def _train_segment(
             micro=micro,
             rank=rank,
             world_size=world,
-            own_grad_norm=training.zero_stage == 0 and spec.precision == "fp32",
+            own_grad_norm=effective_zero_stage(training, spec, world) == 0
+            and spec.precision == "fp32",
         )
         gn = "n/a" if m["grad_norm"] is None else f"{m['grad_norm']:.6f}"
         say(
@@ -804,7 +826,8 @@ def _train_segment(
 
     say(
         f"{variant}/{size}: steps {start + 1}..{segment.end} on {world} rank(s), "
-        f"micro-batch {micro} x {gas} accumulation, {spec.precision}, ZeRO {training.zero_stage}"
+        f"micro-batch {micro} x {gas} accumulation, {spec.precision}, "
+        f"ZeRO {effective_zero_stage(training, spec, world)}"
     )
     history = []
     n_matmul = matmul_params(engine.module)
