@@ -585,3 +585,20 @@ def test_golden_loss(run):
     assert got["loss"] == pytest.approx(golden["loss"], rel=1e-5)
     assert got["lr"] == pytest.approx(golden["lr"], rel=1e-9)
     assert got["grad_norm"] == pytest.approx(golden["grad_norm"], rel=1e-4)
+
+
+def test_tokenizer_data_mismatch_is_refused_before_compute(run, tmp_path):
+    from workflow.train import TrainingError
+
+    seg = dict(segment=Segment(-1, 0, (0,)), out_dirs={0: tmp_path / "step0"}, resume_from=None)
+    kw = dict(size=SIZE, variant=VARIANT, tokenizer_path=run["tok"], **seg)
+    from workflow.train import train_segment
+
+    wide = make_samples(tmp_path / "wide", 12 * BATCH, 1000)  # ids up to 999 > vocab 300
+    with pytest.raises(TrainingError, match=r"wide\.bin: token id \d+ in rows \[0, 4\) is outside"):
+        train_segment(run["suite"], samples_prefix=wide, **kw)
+    recorded = make_samples(tmp_path / "rec", 12 * BATCH, VOCAB)
+    write_json(f"{recorded}.json", {"fingerprint": "x", "vocab_size": 50277})
+    with pytest.raises(TrainingError, match="samples were tokenized with 50277"):
+        train_segment(run["suite"], samples_prefix=recorded, **kw)
+    assert not (tmp_path / "step0").exists()

@@ -70,6 +70,10 @@ def test_dedup_removed_the_planted_near_duplicates(run):
     report = json.loads((run / "data" / "dedup" / "token_reduction.json").read_text())
     assert (report["tokens_in"], report["tokens_out"]) == (std.num_tokens, ded.num_tokens)
     assert 0 < report["tokens_removed_fraction"] < 1
+    for variant in ("standard", "deduped"):  # training checks its tokenizer against this
+        meta = json.loads((run / "data" / variant / "samples.json").read_text())
+        tokenized = json.loads((run / "data" / "standard" / "documents.json").read_text())
+        assert meta["vocab_size"] == tokenized["vocab_size"] > 0
     dropped = np.load(run / "data" / "dedup" / "dropped_ids.npy")
     assert len(dropped) == stats["documents_removed"] and stats["shards"] >= 2
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from workflow.indexed_dataset import IndexedDatasetWriter, MMapIndexedDataset, prefix_paths
-from workflow.io import atomic_path, fingerprint, sha256_file, write_json
+from workflow.io import atomic_path, fingerprint, read_json, sha256_file, write_json
 
 
 class DataOrderError(ValueError):
@@ -195,6 +195,10 @@ def pack_samples(
             writer.add_document(row)
 
     params = {"num_samples": num_samples, "seq_length": seq_length, "seed": seed}
+    # the vocabulary the documents were tokenized with, when their producer recorded it:
+    # training refuses a tokenizer of another size (ids past the embedding would crash later)
+    doc_meta = Path(str(prefix_paths(documents_prefix)[0])[: -len(".bin")] + ".json")
+    vocab = read_json(doc_meta).get("vocab_size") if doc_meta.exists() else None
     meta = {
         **params,
         "global_batch_size": global_batch_size,
@@ -205,6 +209,7 @@ def pack_samples(
         "samples_available": windows,
         "documents": len(ds),
         "dtype": ds.dtype.name,
+        "vocab_size": vocab,
         "documents_fingerprint": _documents_fingerprint(ds),
         "index_maps": {kind: str(index_dir / n) for kind, n in names.items()},
         "fingerprint": fingerprint([bin_path, idx_path], params),

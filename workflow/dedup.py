@@ -360,12 +360,16 @@ def select_documents(
         for i in kept:
             writer.add_document(ds[int(i)])
     tokens_out = int(ds.sizes[kept].astype(np.int64).sum()) if kept.size else 0
-    return {
+    stats = {
         "documents_in": len(ds),
         "documents_out": int(kept.size),
         "tokens_in": ds.num_tokens,
         "tokens_out": tokens_out,
     }
+    source_meta = Path(str(ds.bin_path)[: -len(".bin")] + ".json")
+    if source_meta.exists() and "vocab_size" in (src := json.loads(source_meta.read_text())):
+        stats["vocab_size"] = src["vocab_size"]  # same tokenizer as the standard documents
+    return stats
 
 
 # The paper (section 2.2): dedup took the Pile from 334B to 207B tokens (GPT-NeoX-20B tokenizer).

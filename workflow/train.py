@@ -163,6 +163,35 @@ def tokenizer_vocab_size(tokenizer_path: str | os.PathLike) -> int:
         raise TrainingError(f"{tokenizer_path}: cannot read tokenizer: {e}") from None
 
 
+def check_vocab(
+    data: MMapIndexedDataset,
+    samples_prefix: str | os.PathLike,
+    tokenizer_path: str | os.PathLike,
+    vocab: int,
+    *,
+    first_step: int,
+    batch: int,
+) -> None:
+    """Refuse a tokenizer that does not match the data before any compute: by the vocabulary
+    the data's producer recorded, and by the token ids of the first step to be trained."""
+    bin_path, _ = prefix_paths(samples_prefix)
+    meta_path = Path(str(bin_path)[: -len(".bin")] + ".json")
+    recorded = read_json(meta_path).get("vocab_size") if meta_path.exists() else None
+    if recorded is not None and recorded != vocab:
+        raise TrainingError(
+            f"{tokenizer_path}: a vocabulary of {vocab} tokens, but {meta_path} says the "
+            f"samples were tokenized with {recorded}: tokenizer and data do not match"
+        )
+    lo, hi = (first_step - 1) * batch, min(first_step * batch, len(data))
+    if hi > lo:
+        top = int(data.get_rows(lo, hi).max())
+        if top >= vocab:
+            raise TrainingError(
+                f"{bin_path}: token id {top} in rows [{lo}, {hi}) is outside the tokenizer's "
+                f"vocabulary of {vocab} ({tokenizer_path}): tokenizer and data do not match"
+            )
+
+
 def _save_tokenizer(tokenizer_path: str | os.PathLike, out_dir: Path, model_max_length: int):
     # Lazy: the tokenizer stage owns how HF tokenizer files are written.
     from workflow.tokenizer import save_hf_tokenizer
@@ -742,6 +771,7 @@ def _train_segment(
             engine_stage=effective_zero_stage(training, spec, world),
         )
     vocab = tokenizer_vocab_size(tokenizer_path)
+    check_vocab(data, samples_prefix, tokenizer_path, vocab, first_step=max(start, 0) + 1, batch=b)
     # From step 0 without a usable DeepSpeed state (saved by another number of ranks), the HF
     # weights are the whole state: Adam moments are empty and the LR schedule is at 0.
     from_weights = start == 0 and (
