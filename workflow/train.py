@@ -617,6 +617,17 @@ def check_resume(
 # --------------------------------------------------------------------------- segment
 
 
+def _progress_bar(total: int, desc: str, *, enabled: bool):
+    """A tqdm bar on an interactive terminal (a job's log gets the per-step lines instead)."""
+    if not (enabled and sys.stderr.isatty()):
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True)
+
+
 def _stop_requested(caught: Mapping[str, int | None], world_size: int) -> bool:
     """Whether any rank got a preemption signal (all ranks must stop at the same step)."""
     stop = caught.get("signum") is not None
@@ -876,11 +887,16 @@ def _train_segment(
         run_name=f"{variant}-{size}",
     )
     complete = False
+    bar = _progress_bar(segment.end - start, f"{variant}/{size}", enabled=rank == 0)
     try:
         for step in range(start + 1, segment.end + 1):
             m = _one_step(step)
             history.append(m)
-            steplog.write(steplog.row(m, b * seq, world))
+            row = steplog.row(m, b * seq, world)
+            steplog.write(row)
+            if bar is not None:
+                bar.set_postfix(loss=f"{m['loss']:.4f}", tok_s=f"{row['tokens_per_s'] or 0:,.0f}")
+                bar.update()
             if step < segment.end and _stop_requested(caught, world):
                 save_checkpoint(
                     engine,
@@ -903,6 +919,8 @@ def _train_segment(
         complete = True
     finally:
         steplog.close(complete)
+        if bar is not None:
+            bar.close()
     if rank == 0 and pdir.exists():
         shutil.rmtree(pdir)
     return history
