@@ -602,3 +602,36 @@ def test_tokenizer_data_mismatch_is_refused_before_compute(run, tmp_path):
     with pytest.raises(TrainingError, match="samples were tokenized with 50277"):
         train_segment(run["suite"], samples_prefix=recorded, **kw)
     assert not (tmp_path / "step0").exists()
+
+
+def test_optimizer_settings_are_neox_v1_0s():
+    """Adam (0.9, 0.95), eps 1e-8, decoupled decay 0.1 except biases and LayerNorm, clip 1.0,
+    fp16 dynamic loss scaling 2^12 / window 1000 / hysteresis 2, bf16 for pythia-1b."""
+    from workflow.config import load_config
+    from workflow.model import build_model
+    from workflow.train import deepspeed_config, param_groups
+
+    paper = SuiteConfig.from_dict(load_config("config/pythia.yaml"))
+    t = paper.training
+    cfg = deepspeed_config(paper.models["410m"], t, micro=32, gas=1)
+    opt = cfg["optimizer"]["params"]
+    assert (opt["betas"], opt["eps"], opt["weight_decay"]) == ([0.9, 0.95], 1e-8, 0.1)
+    assert opt["adam_w_mode"] and cfg["gradient_clipping"] == 1.0
+    assert cfg["zero_optimization"]["stage"] == 1
+    assert cfg["fp16"]["enabled"] and not cfg["bf16"]["enabled"]
+    assert (cfg["fp16"]["initial_scale_power"], cfg["fp16"]["loss_scale_window"]) == (12, 1000)
+    assert cfg["fp16"]["hysteresis"] == 2 and cfg["fp16"]["loss_scale"] == 0  # 0 = dynamic
+    one_b = deepspeed_config(paper.models["1b"], t, micro=16, gas=1)
+    assert one_b["bf16"]["enabled"] and not one_b["fp16"]["enabled"]
+
+    model = build_model(tiny_suite().models[SIZE], tiny_suite().training, VOCAB, seed=1)
+    decay, no_decay = param_groups(model, 0.1)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(
+        not names[id(p)].endswith("bias") and "norm" not in names[id(p)] for p in decay["params"]
+    )
+    assert {names[id(p)].rsplit(".", 1)[-1] for p in no_decay["params"]} == {"weight", "bias"}
+    assert all("norm" in names[id(p)] or names[id(p)].endswith("bias") for p in no_decay["params"])
+    n = len(list(model.parameters()))
+    assert len(decay["params"]) + len(no_decay["params"]) == n
