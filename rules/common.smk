@@ -75,9 +75,12 @@ def figure_targets():
 
 
 def get_final_output():
+    trained = config["checkpoints"]["source"] == "trained"
     return [
         *figure_targets(),
         run_path("tables", "evals.csv"),
-        *hub_receipts(),
+        *(
+            hub_receipts() if trained else []
+        ),  # published checkpoints are not re-uploaded
         run_path("plan", "jobs.csv"),
     ]

@@ -18,3 +18,21 @@ rule upload:
         final_step=SUITE.training.train_iters,
     script:
         "../scripts/upload.py"
+
+
+if config["checkpoints"]["source"] == "published":
+
+    rule fetch_published:
+        output:
+            directory(checkpoint_dir("{variant}", "{size}", "{step}")),
+        log:
+            run_path("logs", "published", "{variant}", "{size}", "step{step}.log"),
+        conda:
+            "../envs/pipeline.yaml"
+        resources:
+            downloads=1,
+        params:
+            checkpoints=config["checkpoints"],
+            final_step=config["checkpoints"]["final_step"] or SUITE.training.train_iters,
+        script:
+            "../scripts/fetch_published.py"

@@ -3,64 +3,68 @@
 # so Snakemake restarts a model from its last finished segment after any failure.
 
 
-def _train_resources(spec):
-    res = {"runtime": int(spec.hours_per_segment * 60) or 10}
-    if spec.gpus:
-        res.update(gpu=spec.gpus, nodes=spec.nodes)
-    return res
+if config["checkpoints"]["source"] == "trained":
 
+    def _train_resources(spec):
+        res = {"runtime": int(spec.hours_per_segment * 60) or 10}
+        if spec.gpus:
+            res.update(gpu=spec.gpus, nodes=spec.nodes)
+        return res
 
-for _size, _spec in SUITE.models.items():
-    for _seg in SUITE.segments(_size):
-        _tag = re.sub(r"\W", "_", _size)
+    for _size, _spec in SUITE.models.items():
+        for _seg in SUITE.segments(_size):
+            _tag = re.sub(r"\W", "_", _size)
 
-        rule:
-            name:
-                f"train_{_tag}_{max(_seg.start, 0)}_{_seg.end}"
-                if _seg.start >= 0
-                else f"init_{_tag}"
-            input:
-                samples=samples_files(),
-                tokenizer=run_path("data", "tokenizer", "tokenizer.json"),
-                resume=(
-                    [checkpoint_dir("{variant}", _size, _seg.start)]
+            rule:
+                name:
+                    f"train_{_tag}_{max(_seg.start, 0)}_{_seg.end}"
                     if _seg.start >= 0
-                    else []
-                ),
-            output:
-                [directory(checkpoint_dir("{variant}", _size, s)) for s in _seg.steps],
-                metrics=(
+                    else f"init_{_tag}"
+                input:
+                    samples=samples_files(),
+                    tokenizer=run_path("data", "tokenizer", "tokenizer.json"),
+                    resume=(
+                        [checkpoint_dir("{variant}", _size, _seg.start)]
+                        if _seg.start >= 0
+                        else []
+                    ),
+                output:
+                    [
+                        directory(checkpoint_dir("{variant}", _size, s))
+                        for s in _seg.steps
+                    ],
+                    metrics=(
+                        run_path(
+                            "models",
+                            "{variant}",
+                            _size,
+                            "train_log",
+                            f"steps{_seg.start + 1}-{_seg.end}.csv",
+                        )
+                        if _seg.start >= 0
+                        else []
+                    ),
+                log:
                     run_path(
-                        "models",
+                        "logs",
+                        "train",
                         "{variant}",
                         _size,
-                        "train_log",
-                        f"steps{_seg.start + 1}-{_seg.end}.csv",
-                    )
-                    if _seg.start >= 0
-                    else []
-                ),
-            log:
-                run_path(
-                    "logs",
-                    "train",
-                    "{variant}",
-                    _size,
-                    f"segment{_seg.start}-{_seg.end}.log",
-                ),
-            conda:
-                "../envs/train-gpu.yaml"
-            threads: SUITE.training.threads
-            resources:
-                **_train_resources(_spec),
-            params:
-                size=_size,
-                start=_seg.start,
-                end=_seg.end,
-                steps=list(_seg.steps),
-                # a function, so "{step}" stays a template for the script
-                out_template=lambda wc, size=_size: checkpoint_dir(
-                    wc.variant, size, "{step}"
-                ),
-            script:
-                "../scripts/train_segment.py"
+                        f"segment{_seg.start}-{_seg.end}.log",
+                    ),
+                conda:
+                    "../envs/train-gpu.yaml"
+                threads: SUITE.training.threads
+                resources:
+                    **_train_resources(_spec),
+                params:
+                    size=_size,
+                    start=_seg.start,
+                    end=_seg.end,
+                    steps=list(_seg.steps),
+                    # a function, so "{step}" stays a template for the script
+                    out_template=lambda wc, size=_size: checkpoint_dir(
+                        wc.variant, size, "{step}"
+                    ),
+                script:
+                    "../scripts/train_segment.py"

@@ -76,6 +76,8 @@ def validate_config(raw: Mapping[str, Any], source: str = "config") -> dict:
     Returns a new dict; raises ConfigError naming every bad key path.
     """
     config = copy.deepcopy(dict(raw))
+    if isinstance(config.get("checkpoints"), str):  # --config checkpoints=published
+        config["checkpoints"] = {"source": config["checkpoints"]}
     validator = _Validator(load_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
