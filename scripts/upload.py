@@ -17,6 +17,7 @@ with log_to(sm.log[0]) as log:
         endpoint=hub["endpoint"],
         private=hub["private"],
         final=int(w.step) == sm.params.final_step,
+        force=hub["force"],
     )
     log.info("published: %s", receipt)
     write_json(sm.output[0], receipt)

@@ -124,6 +124,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send(code, {"error": msg}, {"X-Error-Code": kind, "X-Error-Message": msg})
 
     def body(self):
+        if getattr(self, "_body", None) is not None:  # already read by guard()
+            return self._body
         n = int(self.headers.get("Content-Length") or 0)
         if n:
             return self.rfile.read(n)
@@ -162,6 +164,9 @@ class Handler(BaseHTTPRequestHandler):
                 first = git(repo, "commit-tree", empty.decode().strip(), "-m", "initial commit")
                 git(repo, "update-ref", "refs/heads/main", first.decode().strip())
             return self.send(200, {"url": f"{self.base}/{rid}", "name": rid})
+        if m == "POST" and path == "/api/validate-yaml":  # model card metadata check
+            self.body()
+            return self.send(200, {"errors": [], "warnings": []})
         if m == "GET" and path == "/api/whoami-v2":
             return self.send(200, {"type": "user", "name": "user", "orgs": []})
         mt = re.match(r"^/api/(models|datasets|spaces)/([^/]+/[^/]+)(?:/(.*))?$", path)
@@ -328,8 +333,48 @@ class Handler(BaseHTTPRequestHandler):
         body = {"commitUrl": f"{self.base}/{rid}/commit/{sha}", "commitOid": sha}
         return self.send(200, dict(body, pullRequestUrl=None))
 
+    def guard(self):
+        """Test switches: injected failures (429/5xx), token checks (401), read-only orgs (403).
+        Returns True when it answered the request itself."""
+        u = urlparse(self.path)
+        for i, (method, pattern, status) in enumerate(self.server.fail_next):
+            if method == self.command and re.search(pattern, unquote(u.path)):
+                del self.server.fail_next[i]
+                if self.command == "POST":
+                    self.body()  # drain the request
+                self.send(status, {"error": "injected"}, {"Retry-After": "0"})
+                return True
+        tokens = self.server.valid_tokens
+        writes = self.command in ("POST", "PUT", "DELETE") or u.path == "/api/whoami-v2"
+        if tokens and writes:
+            auth = self.headers.get("Authorization", "")
+            if not auth.startswith("Bearer ") or auth[7:] not in tokens:
+                if self.command == "POST":
+                    self.body()
+                self.err(401, "Unauthorized", "Invalid credentials in Authorization header")
+                return True
+        if self.command == "POST" and self.server.forbidden_orgs:
+            path = unquote(u.path)
+            body = b""
+            if path == "/api/repos/create":
+                body = self.body()
+                org = json.loads(body or b"{}").get("organization") or "user"
+                self._body = body
+            else:
+                mt = re.match(r"^/api/(?:models|datasets|spaces)/([^/]+)/", path)
+                org = mt.group(1) if mt else None
+            if org in self.server.forbidden_orgs:
+                if not body:
+                    self.body()
+                self.err(403, "Forbidden", f"You don't have the rights to write to {org}")
+                return True
+        return False
+
     def handle_any(self):
         try:
+            self._body = None
+            if self.guard():
+                return
             self.route()
         except Exception as e:  # surface server bugs as HTTP 500 instead of a dropped connection
             self.err(500, "InternalError", str(e)[:200])
@@ -349,6 +394,9 @@ class MiniHub:
         self.server.requests = []
         self.server.ranges = []  # (file, Range header or None) of every resolve request
         self.server.cut_after = {}  # file -> bytes: its next GET is cut after that many
+        self.server.fail_next = []  # (method, path regex, status): answered once with status
+        self.server.valid_tokens = set()  # non-empty: writes need one of these tokens
+        self.server.forbidden_orgs = set()  # orgs no token may write to (403)
         self.server.create_lock = threading.Lock()
         self.thread = None
 

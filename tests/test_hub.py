@@ -31,6 +31,7 @@ from workflow.hub import (
 
 REPO = "pythia-workflow/pythia-tiny-70m"
 PUBLISHED = [
+    "README.md",  # the generated model card
     "config.json",
     "generation_config.json",
     "model.safetensors",
@@ -69,7 +70,7 @@ def test_repo_id_for():
 
 def test_checkpoint_files_skip_deepspeed(hubeval_ckpts):
     assert (hubeval_ckpts[8] / "deepspeed").is_dir()
-    assert checkpoint_files(hubeval_ckpts[8]) == PUBLISHED
+    assert checkpoint_files(hubeval_ckpts[8]) == [f for f in PUBLISHED if f != "README.md"]
     with pytest.raises(FileNotFoundError, match="nowhere"):
         checkpoint_files(hubeval_ckpts[8] / "nowhere")
 
@@ -79,7 +80,6 @@ def test_local_git_round_trip_and_determinism(hubeval_ckpts, tmp_path):
     kw = dict(repo_id=REPO, branch="step8", backend="local_git")
     receipt = publish_checkpoint(ckpt, local_root=tmp_path / "hub", **kw)
     assert receipt["step"] == 8 and sorted(receipt["files"]) == PUBLISHED
-    assert receipt["bytes"] == sum((ckpt / f).stat().st_size for f in PUBLISHED)
     assert receipt["url_or_path"] == str(local_repo_path(tmp_path / "hub", REPO))
     json.dumps(receipt)  # serialisable as written by the rule
     # identical files -> the same commit, in this repo and in a fresh one
@@ -100,6 +100,10 @@ def test_local_git_round_trip_and_determinism(hubeval_ckpts, tmp_path):
     )
     assert sorted(os.listdir(out)) == PUBLISHED  # no deepspeed/ on the hub
     verify_receipt(receipt, out, allow_extra=False)
+    assert receipt["bytes"] == sum((out / f).stat().st_size for f in PUBLISHED)
+    card = (out / "README.md").read_text()
+    assert 'from_pretrained("pythia-workflow/pythia-tiny-70m", revision="step8")' in card
+    assert "| step | 8 |" in card
     with pytest.raises(HubError, match="has no revision 'step9'"):
         download_checkpoint(
             repo_id=REPO,
@@ -301,3 +305,115 @@ def test_huggingface_backend_refuses_offline_mode(hubeval_ckpts, hubeval_minihub
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(HubError, match="HF_HUB_OFFLINE is set"):
         _hf_publish(hubeval_ckpts[0], 0, hubeval_minihub)
+
+
+# --- idempotency, refusal, retries, tokens --------------------------------------------------
+
+
+def test_republishing_is_skipped_and_changed_content_refused(hubeval_ckpts, tmp_path):
+    root = tmp_path / "hub"
+    kw = dict(repo_id=REPO, branch="step4", backend="local_git", local_root=root)
+    first = publish_checkpoint(hubeval_ckpts[4], **kw)
+    assert publish_checkpoint(hubeval_ckpts[4], **kw)["commit"] == first["commit"]
+    with pytest.raises(HubError, match=r"step4 is already published with other content \(.*model"):
+        publish_checkpoint(hubeval_ckpts[8], **kw)  # other weights under the same step
+    assert list_branches(root, REPO)["step4"] == first["commit"]
+    forced = publish_checkpoint(hubeval_ckpts[8], force=True, **kw)
+    assert forced["commit"] != first["commit"]
+
+
+def test_huggingface_skip_refuse_and_force(hubeval_ckpts, hubeval_minihub):
+    hub = hubeval_minihub
+    first = _hf_publish(hubeval_ckpts[4], 4, hub)
+    commits = sum("/commit/" in r for r in hub.requests)
+    again = _hf_publish(hubeval_ckpts[4], 4, hub)  # same bytes: verified by hash, no commit
+    assert again["commit"] == first["commit"]
+    assert sum("/commit/" in r for r in hub.requests) == commits
+    with pytest.raises(HubError, match=r"step4 is already published with other content"):
+        _hf_publish(hubeval_ckpts[8], 4, hub)
+    forced = publish_checkpoint(
+        hubeval_ckpts[8],
+        repo_id=REPO,
+        branch="step4",
+        backend="huggingface",
+        endpoint=hub.url,
+        token="minihub-test",
+        force=True,
+    )
+    assert forced["commit"] != first["commit"]
+
+
+def test_rate_limits_and_server_errors_are_retried(hubeval_ckpts, hubeval_minihub):
+    hub = hubeval_minihub
+    hub.server.fail_next += [("POST", r"/commit/", 429), ("POST", r"/commit/", 503)]
+    receipt = _hf_publish(hubeval_ckpts[2], 2, hub)
+    assert sum("/commit/" in r for r in hub.requests) == 3  # 429, 503, then the commit
+    assert receipt["commit"] and hub.server.fail_next == []
+
+
+def test_token_missing_invalid_or_not_allowed(hubeval_ckpts, hubeval_minihub, monkeypatch, caplog):
+    import logging
+
+    hub = hubeval_minihub
+    secret = "hf_SECRETsecretSECRET0123456789"
+    hub.server.valid_tokens.add(secret)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr("huggingface_hub.get_token", lambda: None)
+    kw = dict(repo_id=REPO, branch="step2", backend="huggingface", endpoint=hub.url)
+    with pytest.raises(HubError, match="no Hugging Face token: set HF_TOKEN"):
+        publish_checkpoint(hubeval_ckpts[2], **kw)
+    with pytest.raises(HubError, match=r"token was rejected .* \(HTTP 401\)") as err:
+        publish_checkpoint(hubeval_ckpts[2], token="hf_wrongWRONGwrong", **kw)
+    assert "hf_wrong" not in str(err.value)
+    assert not any("/repos/create" in r for r in hub.requests)  # refused before any upload work
+    hub.server.forbidden_orgs.add("pythia-workflow")
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(HubError, match=r"the token cannot write this repo \(HTTP 403\)") as err:
+        publish_checkpoint(hubeval_ckpts[2], token=secret, **kw)
+    hub.server.forbidden_orgs.clear()
+    receipt = publish_checkpoint(hubeval_ckpts[2], token=secret, **kw)
+    assert secret not in str(err.value) and secret not in json.dumps(receipt)
+    assert secret not in caplog.text
+
+
+@pytest.mark.workflow
+def test_upload_rule_never_writes_the_token(hubeval_ckpts, hubeval_minihub, tmp_path):
+    """HF_TOKEN reaches the upload job through the environment only: not the log, the receipt,
+    the config dump or the Snakemake metadata."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    secret = "hf_NEVERinLOGSneverINlogs0123456789"
+    hub = hubeval_minihub
+    hub.server.valid_tokens.add(secret)
+    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cfg = yaml.safe_load(open(os.path.join(repo_root, "tests", "data", "ci.yaml")))
+    cfg["run"] = "tok"
+    cfg["hub"] = {"backend": "huggingface", "org": "tok-org", "endpoint": hub.url}
+    (tmp_path / "tok.yaml").write_text(yaml.safe_dump(cfg))
+    ckpt = tmp_path / "wd" / "results" / "tok" / "models" / "standard" / "tiny-70m" / "step16"
+    shutil.copytree(hubeval_ckpts[8], ckpt)
+    env = dict(os.environ, HF_TOKEN=secret, HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf"))
+    target = "results/tok/hub/standard/tiny-70m/step16.json"
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", os.path.join(repo_root, "Snakefile")]
+    cmd += [
+        "--directory",
+        str(tmp_path / "wd"),
+        "--cores",
+        "1",
+        target,
+        "--allowed-rules",
+        "upload",
+    ]
+    cmd += ["--configfile", str(tmp_path / "tok.yaml")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert secret not in proc.stdout + proc.stderr
+    for path in (tmp_path / "wd").rglob("*"):
+        if path.is_file() and path.stat().st_size < 50_000_000:
+            assert secret.encode() not in path.read_bytes(), path
+    assert (
+        json.loads((tmp_path / "wd" / target).read_text())["repo_id"] == "tok-org/pythia-tiny-70m"
+    )

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import io
+import logging
 import os
 import re
 import shutil
@@ -41,6 +43,8 @@ VARIANT_SUFFIX = {"standard": "", "deduped": "-deduped"}
 # skipped by upload_folder too, so receipts list exactly what either backend publishes.
 EXCLUDED_DIRS = ("deepspeed", ".git", ".cache")
 CHECKPOINT_META = "pythia_checkpoint.json"
+MODEL_CARD = "README.md"
+log = logging.getLogger(__name__)
 
 # Deterministic commit identity. The date is EPOCH + step seconds: EPOCH is 2023-04-01 00:00 UTC
 # (arXiv 2304.01373), so commit dates sort like steps and never depend on the wall clock.
@@ -105,6 +109,64 @@ def _checkpoint_step(ckpt_dir: Path, branch: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+# ------------------------------------------------------------------------------------ model card
+
+
+def model_card(ckpt_dir: Path, repo_id: str, branch: str, step: int | None) -> str:
+    """The README.md published with every checkpoint: architecture, data, training settings,
+    fingerprints and how to load this step (deterministic: no dates)."""
+    cfg = read_json(ckpt_dir / "config.json") if (ckpt_dir / "config.json").is_file() else {}
+    meta = read_json(ckpt_dir / CHECKPOINT_META) if (ckpt_dir / CHECKPOINT_META).is_file() else {}
+    rope = cfg.get("rope_parameters") or {}
+    shape = [cfg.get(k) for k in ("num_hidden_layers", "hidden_size", "num_attention_heads")]
+    rotary = rope.get("partial_rotary_factor", cfg.get("rotary_pct"))
+    base = rope.get("rope_theta", cfg.get("rotary_emb_base"))
+    rows = [
+        ("architecture", "GPTNeoXForCausalLM (parallel residual, untied embeddings)"),
+        ("layers / d_model / heads", " / ".join(map(str, shape))),
+        ("rotary", f"{rotary} of the head dimension, base {base}"),
+        ("vocabulary (padded)", cfg.get("vocab_size")),
+        ("context", cfg.get("max_position_embeddings")),
+        ("data variant", meta.get("variant")),
+        ("step", step),
+        ("tokens seen", meta.get("tokens_seen")),
+        ("precision / ZeRO stage", f"{meta.get('precision')} / {meta.get('zero_stage')}"),
+        ("seed", meta.get("seed")),
+        ("data fingerprint", meta.get("data_fingerprint")),
+        ("config hash", meta.get("config_hash")),
+        ("pythia-workflow version", meta.get("code_version")),
+    ]
+    table = "\n".join(f"| {k} | {'' if v is None else v} |" for k, v in rows)
+    metrics = meta.get("metrics") or {}
+    loss = f"\nTraining loss at this step: {metrics['loss']:.4f}.\n" if metrics.get("loss") else ""
+    return f"""---
+library_name: transformers
+tags: [pythia, gpt-neox, pythia-workflow]
+---
+
+# {repo_id} ({branch})
+
+A Pythia-style checkpoint trained with [pythia-workflow](https://github.com/). Every
+checkpoint of the suite is a branch `step{{N}}` of this repository; `main` is the final step.
+
+| | |
+|---|---|
+{table}
+{loss}
+## Load this step
+
+```python
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+model = AutoModelForCausalLM.from_pretrained("{repo_id}", revision="{branch}")
+tokenizer = AutoTokenizer.from_pretrained("{repo_id}", revision="{branch}")
+```
+
+The data this step trained on is rows `[0, {step} * batch)` of the run's pre-shuffled sample
+file: `python -m workflow.batch_viewer --step ...` prints them. Full metadata: `{CHECKPOINT_META}`.
+"""
+
+
 # ------------------------------------------------------------------------------------ publishing
 
 
@@ -119,6 +181,7 @@ def publish_checkpoint(
     token: str | None = None,
     private: bool = False,
     final: bool = False,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Upload every file of `ckpt_dir` except ``deepspeed/`` to `repo_id` at `branch`.
 
@@ -129,27 +192,43 @@ def publish_checkpoint(
     url_or_path, step, uploaded_at} (plus main_commit when `final` on the Hugging Face Hub).
     """
     ckpt_dir = Path(ckpt_dir)
-    files = checkpoint_files(ckpt_dir)
+    files = [f for f in checkpoint_files(ckpt_dir) if f != MODEL_CARD]
     step = _checkpoint_step(ckpt_dir, branch)
+    card = model_card(ckpt_dir, repo_id, branch, step).encode()
     extra: dict[str, Any] = {}
     if backend == "local_git":
         if local_root is None:
             raise ValueError("backend 'local_git' needs local_root (the folder holding the repos)")
-        commit, where = _publish_local_git(ckpt_dir, files, Path(local_root), repo_id, branch, step)
+        commit, where = _publish_local_git(
+            ckpt_dir, files, Path(local_root), repo_id, branch, step, card=card, force=force
+        )
     elif backend == "huggingface":
-        kw = dict(endpoint=endpoint, token=token, private=private)
-        commit, where = _publish_huggingface(ckpt_dir, repo_id, branch, step, **kw)
-        if final and branch != "main":
-            extra["main_commit"], _ = _publish_huggingface(ckpt_dir, repo_id, "main", step, **kw)
+        from huggingface_hub import constants
+
+        if constants.HF_HUB_OFFLINE:
+            raise HubError(
+                f"cannot publish {repo_id}@{branch}: HF_HUB_OFFLINE is set for this process "
+                "(the upload rule must run without it)"
+            )
+        kw = dict(endpoint=endpoint, token=_require_token(token, endpoint), private=private)
+        commit, where = _publish_huggingface(
+            ckpt_dir, files, repo_id, branch, step, card=card, force=force, **kw
+        )
+        if final and branch != "main":  # main is Pythia's alias of the final step: overwritten
+            extra["main_commit"], _ = _publish_huggingface(
+                ckpt_dir, files, repo_id, "main", step, card=card, force=True, **kw
+            )
     else:
         raise ValueError(f"unknown hub backend {backend!r}: expected one of {list(BACKENDS)}")
+    hashes = {name: sha256_file(ckpt_dir / name) for name in files}
+    hashes[MODEL_CARD] = hashlib.sha256(card).hexdigest()
     return {
         "backend": backend,
         "repo_id": repo_id,
         "branch": branch,
         "commit": commit,
-        "files": {name: sha256_file(ckpt_dir / name) for name in files},
-        "bytes": sum((ckpt_dir / name).stat().st_size for name in files),
+        "files": dict(sorted(hashes.items())),
+        "bytes": sum((ckpt_dir / name).stat().st_size for name in files) + len(card),
         "url_or_path": where,
         "step": step,
         "uploaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -228,11 +307,15 @@ def _ensure_bare_repo(repo: Path) -> None:
             raise
 
 
-def _write_tree(repo: Path, root: Path, files: list[str]) -> str:
-    """Blobs for `files` and nested trees via mktree; returns the root tree id."""
+def _write_tree(repo: Path, root: Path, files: list[str], extra: dict | None = None) -> str:
+    """Blobs for `files` (and the `extra` {name: bytes}) and nested trees via mktree; returns
+    the root tree id."""
     oids = _git(repo, "hash-object", "-w", "--no-filters", "--", *[str(root / f) for f in files])
+    pairs = list(zip(files, oids.split(), strict=True))
+    for name, data in (extra or {}).items():
+        pairs.append((name, _git(repo, "hash-object", "-w", "--stdin", input=data).strip()))
     tree: dict = {}
-    for name, oid in zip(files, oids.split(), strict=True):
+    for name, oid in pairs:
         *dirs, leaf = name.split("/")
         node = tree
         for d in dirs:
@@ -279,7 +362,15 @@ def _update_ref(repo: Path, ref: str, new: str, old: str | None) -> bool:
 
 
 def _publish_local_git(
-    ckpt_dir: Path, files: list[str], local_root: Path, repo_id: str, branch: str, step: int | None
+    ckpt_dir: Path,
+    files: list[str],
+    local_root: Path,
+    repo_id: str,
+    branch: str,
+    step: int | None,
+    *,
+    card: bytes,
+    force: bool,
 ) -> tuple[str, str]:
     repo = local_repo_path(local_root, repo_id)
     repo.parent.mkdir(parents=True, exist_ok=True)
@@ -288,7 +379,7 @@ def _publish_local_git(
     ).returncode:
         raise ValueError(f"invalid branch name {branch!r} for {repo_id}")
     _ensure_bare_repo(repo)
-    tree = _write_tree(repo, ckpt_dir, files)
+    tree = _write_tree(repo, ckpt_dir, files, extra={MODEL_CARD: card})
     message = f"Upload {branch} of {repo_id}\n\n" + (
         f"Pythia-Step: {step}\n" if step is not None else ""
     )
@@ -298,6 +389,13 @@ def _publish_local_git(
         if head and _git(repo, "rev-parse", f"{head}^{{tree}}").strip() == tree:
             commit = head  # identical files: keep the existing (deterministic) commit
             break
+        if head and not force and branch != "main":
+            changed = _git(repo, "diff-tree", "-r", "--name-only", f"{head}^{{tree}}", tree)
+            raise HubError(
+                f"{repo_id}@{branch} is already published with other content "
+                f"({', '.join(changed.split()) or 'different files'}); refusing to replace a "
+                "published checkpoint (set hub.force: true to overwrite it)"
+            )
         parents = ["-p", head] if head else []
         commit = _git(
             repo, "commit-tree", tree, *parents, input=message.encode(), env=_commit_env(step)
@@ -340,17 +438,104 @@ def list_branches(local_root: str | os.PathLike, repo_id: str) -> dict[str, str]
 # --------------------------------------------------------------------------------- huggingface
 
 
+def _require_token(token: str | None, endpoint: str | None) -> str:
+    """The token to write with (argument, HF_TOKEN or the saved login), checked with the Hub
+    before any upload work. Error messages never contain it."""
+    from huggingface_hub import HfApi, get_token
+    from huggingface_hub.errors import HfHubHTTPError
+
+    token = token or get_token()
+    if not token:
+        raise HubError(
+            "no Hugging Face token: set HF_TOKEN or log in (`hf auth login`) before uploading"
+        )
+    try:
+        _retry(lambda: HfApi(endpoint=endpoint, token=token).whoami(), "whoami")
+    except HfHubHTTPError as e:
+        status = getattr(e.response, "status_code", None)
+        raise HubError(
+            f"the Hugging Face token was rejected by {endpoint or 'the Hub'} (HTTP {status}): "
+            "check HF_TOKEN or log in again"
+        ) from None
+    return token
+
+
+RETRY_STATUS = (429, 500, 502, 503, 504)
+
+
+def _retry(fn, what: str, attempts: int = 6, base: float = 1.0):
+    """Call `fn`, retrying on 429/5xx with exponential backoff (honouring Retry-After): the Hub
+    rate-limits commits per repo and has transient outages."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except HfHubHTTPError as e:
+            response = getattr(e, "response", None)
+            status = getattr(response, "status_code", None)
+            if status not in RETRY_STATUS or attempt == attempts - 1:
+                raise
+            after = response.headers.get("Retry-After") if response is not None else None
+            delay = float(after) if after and after.isdigit() else base * 2**attempt
+            log.warning("%s: HTTP %s, retrying in %.1f s", what, status, delay)
+            time.sleep(min(delay, 60.0))
+    raise AssertionError("unreachable")
+
+
+def _git_blob_id(path: Path) -> str:
+    h = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _remote_differences(api, repo_id: str, branch: str, ckpt_dir: Path, files, card) -> list:
+    """Files of our checkpoint whose hash differs from (or is missing on) the Hub branch."""
+    remote = {
+        e.path: e
+        for e in _retry(
+            lambda: api.get_paths_info(repo_id, [*files, MODEL_CARD], revision=branch),
+            f"paths-info {repo_id}@{branch}",
+        )
+    }
+    different = []
+    for name in [*files, MODEL_CARD]:
+        entry = remote.get(name)
+        if entry is None:
+            different.append(name)
+            continue
+        path = ckpt_dir / name if name != MODEL_CARD else None
+        if getattr(entry, "lfs", None) is not None:
+            local = sha256_file(path) if path else hashlib.sha256(card).hexdigest()
+            same = local == entry.lfs.sha256
+        else:
+            if path is None:
+                blob = hashlib.sha1(f"blob {len(card)}\0".encode() + card).hexdigest()
+            else:
+                blob = _git_blob_id(path)
+            same = blob == entry.blob_id
+        if not same:
+            different.append(name)
+    return different
+
+
 def _publish_huggingface(
     ckpt_dir: Path,
+    files: list[str],
     repo_id: str,
     branch: str,
     step: int | None,
     *,
+    card: bytes,
+    force: bool,
     endpoint: str | None,
     token: str | None,
     private: bool,
 ) -> tuple[str, str]:
-    from huggingface_hub import HfApi, constants
+    from huggingface_hub import CommitOperationAdd, HfApi, constants
+    from huggingface_hub.errors import HfHubHTTPError
 
     if constants.HF_HUB_OFFLINE:
         raise HubError(
@@ -358,17 +543,51 @@ def _publish_huggingface(
             "(the upload rule must run without it)"
         )
     api = HfApi(endpoint=endpoint, token=token)
-    api.create_repo(repo_id, repo_type="model", exist_ok=True, private=private)
-    if branch != "main":
-        api.create_branch(repo_id, branch=branch, exist_ok=True)
-    info = api.upload_folder(
-        repo_id=repo_id,
-        folder_path=str(ckpt_dir),
-        revision=branch,
-        ignore_patterns=[f"{d}/*" for d in EXCLUDED_DIRS],
-        commit_message=f"Upload {branch}" + (f" (step {step})" if step is not None else ""),
-    )
-    return info.oid, f"{api.endpoint}/{repo_id}/tree/{branch}"
+    where = f"{api.endpoint}/{repo_id}/tree/{branch}"
+    try:
+        _retry(
+            lambda: api.create_repo(repo_id, repo_type="model", exist_ok=True, private=private),
+            f"create {repo_id}",
+        )
+        refs = _retry(lambda: api.list_repo_refs(repo_id), f"refs of {repo_id}")
+        heads = {b.name: b.target_commit for b in refs.branches}
+        if branch in heads:
+            different = _remote_differences(api, repo_id, branch, ckpt_dir, files, card)
+            if not different:
+                return heads[branch], where  # already published with these bytes: skip
+            if not force:
+                raise HubError(
+                    f"{repo_id}@{branch} is already published with other content "
+                    f"({', '.join(different)}); refusing to replace a published checkpoint "
+                    "(set hub.force: true to overwrite it)"
+                )
+        else:
+            _retry(
+                lambda: api.create_branch(repo_id, branch=branch, exist_ok=True),
+                f"create branch {repo_id}@{branch}",
+            )
+        operations = [
+            CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(ckpt_dir / f)) for f in files
+        ]
+        operations.append(CommitOperationAdd(path_in_repo=MODEL_CARD, path_or_fileobj=card))
+        info = _retry(
+            lambda: api.create_commit(
+                repo_id,
+                operations=operations,
+                revision=branch,
+                commit_message=f"Upload {branch}" + (f" (step {step})" if step is not None else ""),
+            ),
+            f"commit {repo_id}@{branch}",
+        )
+    except HfHubHTTPError as e:
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        if status in (401, 403):
+            raise HubError(
+                f"{repo_id}: the token cannot write this repo (HTTP {status}); check the "
+                "organisation and the token's permissions"
+            ) from None
+        raise HubError(f"{repo_id}@{branch}: upload failed (HTTP {status})") from None
+    return info.oid, where
 
 
 # ------------------------------------------------------------------------------------ download
