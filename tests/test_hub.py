@@ -417,3 +417,39 @@ def test_upload_rule_never_writes_the_token(hubeval_ckpts, hubeval_minihub, tmp_
     assert (
         json.loads((tmp_path / "wd" / target).read_text())["repo_id"] == "tok-org/pythia-tiny-70m"
     )
+
+
+def test_push_local_hub_to_the_hub(hubeval_ckpts, hubeval_minihub, tmp_path, monkeypatch, capsys):
+    from huggingface_hub import HfApi
+
+    from workflow.hub import main
+
+    root = tmp_path / "local"
+    for s in (0, 4, 8):
+        publish_checkpoint(
+            hubeval_ckpts[s], repo_id=REPO, branch=f"step{s}", backend="local_git", local_root=root
+        )
+    monkeypatch.setenv("HF_TOKEN", "minihub-test")
+    argv = ["push", "--local-root", str(root), "--repo", REPO, "--to-org", "mine"]
+    argv += ["--endpoint", hubeval_minihub.url]
+    assert main(argv) == 0
+    assert "-> mine/pythia-tiny-70m: 3 steps" in capsys.readouterr().out
+    api = HfApi(endpoint=hubeval_minihub.url)
+    refs = {b.name: b.target_commit for b in api.list_repo_refs("mine/pythia-tiny-70m").branches}
+    assert {"step0", "step4", "step8", "main"} <= set(refs)
+    out = download_checkpoint(
+        repo_id="mine/pythia-tiny-70m",
+        revision="main",
+        backend="huggingface",
+        out_dir=tmp_path / "main",
+        endpoint=hubeval_minihub.url,
+    )
+    src = hubeval_ckpts[8] / "model.safetensors"
+    assert (out / "model.safetensors").read_bytes() == src.read_bytes()
+    assert (
+        'from_pretrained("mine/pythia-tiny-70m", revision="step8")'
+        in (out / "README.md").read_text()
+    )
+    commits = sum("/commit/" in r for r in hubeval_minihub.requests)
+    assert main(argv) == 0  # again: every step verified by hash and skipped
+    assert sum("/commit/" in r for r in hubeval_minihub.requests) == commits
