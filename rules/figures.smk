@@ -4,7 +4,12 @@
 rule fig_lambada_over_training:
     input:
         table=run_path("tables", "evals.csv"),
-        samples=expand(run_path("data", "{variant}", "samples.json"), variant=VARIANTS),
+        # the epoch boundaries come from our data; published checkpoints take them from config
+        samples=(
+            expand(run_path("data", "{variant}", "samples.json"), variant=VARIANTS)
+            if config["checkpoints"]["source"] == "trained"
+            else []
+        ),
     output:
         pdf=report(
             run_path("figures", "lambada_over_training.pdf"),
@@ -21,5 +26,6 @@ rule fig_lambada_over_training:
         sizes=SIZES,
         variants=VARIANTS,
         global_batch_size=SUITE.training.global_batch_size,
+        epoch_boundaries=config["eval"]["epoch_boundaries"],
     script:
         "../scripts/fig_lambada_over_training.py"

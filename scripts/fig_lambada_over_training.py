@@ -10,8 +10,8 @@ sm = snakemake  # noqa: F821
 with log_to(sm.log[0]) as log:
     table = pd.read_csv(sm.input.table)
     # the step at which each variant's data begins its second epoch (if training gets there)
-    boundaries = {}
-    for variant, path in zip(sm.params.variants, sm.input.samples, strict=True):
+    boundaries = dict(sm.params.epoch_boundaries)  # config (published checkpoints)
+    for variant, path in zip(sm.params.variants, sm.input.samples or [], strict=False):
         meta = read_json(path)
         boundaries[variant] = meta["samples_per_epoch"] / sm.params.global_batch_size
     plot_over_training(

@@ -120,3 +120,30 @@ def test_paper_suite_plans_from_released_data(tmp_path, overlay, expected):
     for rule, n in expected.items():
         assert counts[rule] == n, (rule, counts)
     assert sum(n for r, n in counts.items() if r.startswith("train_")) > 0
+
+
+def test_paper_figure_from_published_checkpoints_plans_no_training(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile")]
+        + ["--directory", str(tmp_path), "results/pythia/figures/lambada_over_training.pdf"]
+        + ["--configfile", "config/pythia.yaml", "--config", "checkpoints=published"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    counts = {}
+    for line in proc.stdout.split("Job stats:")[1].splitlines()[3:]:
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    # 16 models x 27 eval steps, each fetched from EleutherAI/pythia-* and evaluated
+    assert counts["fetch_published"] == counts["evaluate"] == 16 * 27
+    assert {r for r in counts if not r.endswith(":")} == {
+        "fetch_published",
+        "evaluate",
+        "eval_table",
+        "fig_lambada_over_training",
+        "total",
+    }
