@@ -50,13 +50,16 @@ def samples_files(variant="{variant}"):
 
 
 def eval_targets():
-    return expand(
-        run_path("evals", "{variant}", "{size}", "step{step}", "{shots}shot.json"),
-        variant=VARIANTS,
-        size=SIZES,
-        step=SUITE.eval_steps(),
-        shots=config["eval"]["num_fewshot"],
-    )
+    return [
+        path
+        for shots in config["eval"]["num_fewshot"]
+        for path in expand(
+            run_path("evals", "{variant}", "{size}", "step{step}", f"{shots}shot.json"),
+            variant=VARIANTS,
+            size=SIZES,
+            step=SUITE.eval_steps(shots),
+        )
+    ]
 
 
 def hub_receipts():
@@ -80,7 +83,11 @@ def get_final_output():
         *figure_targets(),
         run_path("tables", "evals.csv"),
         *(
-            hub_receipts() if trained else []
-        ),  # published checkpoints are not re-uploaded
+            [run_path("tables", "compare_paper.csv")]
+            if config["eval"]["reference"]
+            else []
+        ),
+        # published checkpoints are not re-uploaded
+        *(hub_receipts() if trained else []),
         run_path("plan", "jobs.csv"),
     ]

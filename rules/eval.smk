@@ -44,10 +44,26 @@ rule eval_table:
     input:
         eval_targets(),
     output:
-        run_path("tables", "evals.csv"),
+        csv=run_path("tables", "evals.csv"),
+        parquet=run_path("tables", "evals.parquet"),
     log:
         run_path("logs", "tables", "evals.log"),
     conda:
         "../envs/pipeline.yaml"
     script:
         "../scripts/eval_table.py"
+
+
+rule compare_paper:
+    input:
+        run_path("tables", "evals.parquet"),
+    output:
+        run_path("tables", "compare_paper.csv"),
+    log:
+        run_path("logs", "tables", "compare_paper.log"),
+    conda:
+        "../envs/pipeline.yaml"
+    params:
+        reference=config["eval"]["reference"],
+    script:
+        "../scripts/compare_paper.py"

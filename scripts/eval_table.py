@@ -1,12 +1,11 @@
-"""Snakemake adapter: every eval JSON into one long table."""
+"""Snakemake adapter: every eval JSON into one long table (CSV and parquet, with stderr)."""
 
-from workflow.figures import collect_evals
-from workflow.io import atomic_path
+from workflow.figures import collect_evals, write_table
 from workflow.logs import log_to
 
 sm = snakemake  # noqa: F821
 with log_to(sm.log[0]) as log:
     table = collect_evals(list(sm.input))
-    with atomic_path(sm.output[0]) as tmp:
-        table.to_csv(tmp, index=False)
+    write_table(table, sm.output.csv)
+    write_table(table, sm.output.parquet)
     log.info("%d rows", len(table))

@@ -113,6 +113,7 @@ def _tiny_raw():
         (lambda c: c["eval"].update(steps=[10_000]), "eval.steps"),
         (lambda c: c["data"].update(source="ftp"), "data.source"),
         (lambda c: c["data"].update(source="pile_jsonl"), "data.pile.urls"),
+        (lambda c: c["eval"].update(fewshot_steps={5: [0]}), "eval.fewshot_steps.5: 5 is not in"),
         (lambda c: c["data"].update(source="pythia_preshuffled"), "data.tokenizer.kind"),
         (lambda c: c["data"].update(source="pythia_preshuffled"), "eval.tasks: lambada_cloze"),
         (lambda c: c["data"].update(source="pythia_idxmaps"), "variants: source 'pythia_idxmaps'"),
@@ -151,6 +152,7 @@ def test_plan_covers_every_job(paper):
     train = [j for j in jobs if j["stage"] == "train"]
     assert len([j for j in jobs if j["stage"] == "upload"]) == 16 * 154
     assert len([j for j in jobs if j["stage"] == "eval_0shot"]) == 16 * 27
+    assert len([j for j in jobs if j["stage"] == "eval_5shot"]) == 16 * 15  # 3000, ..., 143000
     # the paper: 136,070 A100-hours per suite (Table 5, UNVERIFIED per size)
     per_suite = sum(j["gpu_hours"] for j in train) / 2
     assert 120_000 < per_suite < 150_000

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import struct
 
+import numpy as np
 import pytest
 
 from workflow.figures import collect_evals, plot_over_training, size_key, write_table
@@ -51,10 +52,13 @@ def test_size_key_orders_by_parameters():
 
 def test_collect_evals_long_table(eval_tree, tmp_path):
     df = collect_evals(eval_tree)
-    assert list(df.columns) == ["variant", "size", "step", "shots", "task", "metric", "value"]
-    # 2 variants x 5 sizes x 9 steps x 3 metrics with values (perplexity_stderr None is dropped)
-    assert len(df) == 2 * 5 * 9 * 3
-    assert set(df["metric"]) == {"acc", "acc_stderr", "perplexity"}
+    cols = ["variant", "size", "step", "shots", "task", "metric", "value", "stderr"]
+    assert list(df.columns) == cols
+    # 2 variants x 5 sizes x 9 steps x 2 metrics; each stderr sits beside its metric
+    assert len(df) == 2 * 5 * 9 * 2
+    assert set(df["metric"]) == {"acc", "perplexity"}
+    assert (df[df.metric == "acc"]["stderr"] == 0.01).all()
+    assert df[df.metric == "perplexity"]["stderr"].isna().all()  # "N/A": not bootstrapped
     assert df["step"].dtype.kind == "i" and df["shots"].dtype.kind == "i"
     row = df[
         (df.variant == "deduped")
@@ -89,3 +93,34 @@ def test_plot_over_training(eval_tree, tmp_path):
     assert not list(pdf.parent.glob(".*.tmp"))  # atomic: no temp files left behind
     with pytest.raises(ValueError, match="no results for task 'piqa'"):
         plot_over_training(df, pdf, png, task="piqa")
+
+
+def test_compare_with_the_papers_table(eval_tree):
+    from workflow.config import load_config
+    from workflow.figures import compare_with_reference
+
+    paper = load_config("config/pythia.yaml")["eval"]["reference"]
+    assert paper["step"] == 143000 and paper["shots"] == 0
+    assert paper["values"]["standard"]["70m"]["lambada_openai"] == {
+        "acc": 0.1846,
+        "perplexity": 142.43,
+    }
+    assert paper["values"]["deduped"]["12b"]["sciq"] == {"acc": 0.929}
+    assert sum(len(t) for v in paper["values"].values() for t in v.values()) == 16 * 8
+    df = collect_evals(eval_tree)
+    reference = {
+        "step": 8,
+        "values": {
+            "deduped": {
+                "tiny-1b": {"lambada_cloze": {"acc": 0.5, "perplexity": 10.0}},
+                "tiny-99b": {"lambada_cloze": {"acc": 0.5}},  # not evaluated: listed, empty
+            }
+        },
+    }
+    table = compare_with_reference(df, reference)
+    acc = table[(table["size"] == "tiny-1b") & (table.metric == "acc")].iloc[0]
+    ours = fake_result(2, 8, "deduped")["results"]["lambada_cloze"]["acc"]
+    assert acc["ours"] == pytest.approx(ours) and acc["diff"] == pytest.approx(ours - 0.5)
+    assert acc["z"] == pytest.approx((ours - 0.5) / 0.01)
+    missing = table[table["size"] == "tiny-99b"].iloc[0]
+    assert np.isnan(missing["ours"]) and missing["paper"] == 0.5

@@ -87,7 +87,7 @@ def test_paper_suite_plans_without_network(tmp_path):
             counts[parts[0]] = int(parts[1])
     assert counts["download"] == 30
     assert counts["upload"] == 16 * 154
-    assert counts["evaluate"] == 16 * 27
+    assert counts["evaluate"] == 16 * (27 + 15)  # zero-shot grid + five-shot grid
 
 
 @pytest.mark.parametrize(
@@ -138,8 +138,9 @@ def test_paper_figure_from_published_checkpoints_plans_no_training(tmp_path):
         parts = line.split()
         if len(parts) == 2 and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
-    # 16 models x 27 eval steps, each fetched from EleutherAI/pythia-* and evaluated
-    assert counts["fetch_published"] == counts["evaluate"] == 16 * 27
+    # 16 models x 27 steps fetched from EleutherAI/pythia-*; 0-shot at all, 5-shot at 15
+    assert counts["fetch_published"] == 16 * 27
+    assert counts["evaluate"] == 16 * (27 + 15)
     assert {r for r in counts if not r.endswith(":")} == {
         "fetch_published",
         "evaluate",

@@ -78,6 +78,9 @@ def validate_config(raw: Mapping[str, Any], source: str = "config") -> dict:
     config = copy.deepcopy(dict(raw))
     if isinstance(config.get("checkpoints"), str):  # --config checkpoints=published
         config["checkpoints"] = {"source": config["checkpoints"]}
+    fewshot = (config.get("eval") or {}).get("fewshot_steps")
+    if isinstance(fewshot, dict):  # YAML `5: [...]` has int keys; JSON (and the schema) strings
+        config["eval"]["fewshot_steps"] = {str(k): v for k, v in fewshot.items()}
     validator = _Validator(load_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
@@ -126,6 +129,18 @@ def _check_semantics(config: dict, source: str) -> None:
             problems.append(
                 f"eval.steps: step {s} is beyond training.train_iters {t['train_iters']}"
             )
+    for shots, steps in (config.get("eval", {}).get("fewshot_steps") or {}).items():
+        if int(shots) not in config["eval"].get("num_fewshot", []):
+            problems.append(
+                f"eval.fewshot_steps.{shots}: {shots} is not in eval.num_fewshot "
+                f"{config['eval'].get('num_fewshot')}"
+            )
+        for s in steps:
+            if s > t["train_iters"]:
+                problems.append(
+                    f"eval.fewshot_steps.{shots}: step {s} is beyond training.train_iters "
+                    f"{t['train_iters']}"
+                )
     data = config["data"]
     if data["source"] == "pile_jsonl" and not data["pile"]["urls"]:
         problems.append("data.pile.urls: source 'pile_jsonl' needs at least one URL or path")
@@ -378,8 +393,12 @@ class SuiteConfig:
     def segments(self, size: str) -> list[Segment]:
         return training_segments(list(self.training.schedule), self.models[size].segment_steps)
 
-    def eval_steps(self) -> list[int]:
-        steps = self.raw.get("eval", {}).get("steps") or list(self.training.schedule)
+    def eval_steps(self, shots: int | None = None) -> list[int]:
+        """The checkpoints evaluated (with `shots` examples: eval.fewshot_steps may give that
+        shot count its own grid, as the paper's five-shot runs at 3000, 13000, ..., 143000)."""
+        ev = self.raw.get("eval", {})
+        own = (ev.get("fewshot_steps") or {}).get(str(shots)) if shots is not None else None
+        steps = own or ev.get("steps") or list(self.training.schedule)
         return sorted(set(steps))
 
     def run_dir(self) -> Path:

@@ -12,12 +12,13 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from workflow.io import atomic_path, read_json
 
-COLUMNS = ["variant", "size", "step", "shots", "task", "metric", "value"]
+COLUMNS = ["variant", "size", "step", "shots", "task", "metric", "value", "stderr"]
 VARIANTS = ("standard", "deduped")
 EVAL_PATH = re.compile(
     r"(?:^|/)evals/(?P<variant>[^/]+)/(?P<size>[^/]+)/step(?P<step>\d+)/(?P<shots>\d+)shot\.json$"
@@ -55,8 +56,9 @@ def collect_evals(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
             raise ValueError(f"eval result {posix} has no 'results' mapping")
         for task, metrics in data["results"].items():
             for metric, value in metrics.items():
-                if value is None:
-                    continue
+                if value is None or metric.endswith("_stderr"):
+                    continue  # a stderr goes beside its metric
+                stderr = metrics.get(f"{metric}_stderr")
                 rows.append(
                     (
                         m["variant"],
@@ -66,18 +68,44 @@ def collect_evals(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
                         task,
                         metric,
                         float(value),
+                        None if stderr is None else float(stderr),
                     )
                 )
     if not rows:
         raise ValueError("no evaluation results to collect (no paths, or no metric values)")
     df = pd.DataFrame(rows, columns=COLUMNS)
-    df = df.astype({"step": "int64", "shots": "int64", "value": "float64"})
+    df = df.astype({"step": "int64", "shots": "int64", "value": "float64", "stderr": "float64"})
     order = {s: i for i, s in enumerate(sorted(df["size"].unique(), key=size_key))}
     df = df.sort_values(
         ["variant", "size", "step", "shots", "task", "metric"],
         key=lambda c: c.map(order) if c.name == "size" else c,
     )
     return df.reset_index(drop=True)
+
+
+def compare_with_reference(df: pd.DataFrame, reference: Mapping[str, Any]) -> pd.DataFrame:
+    """Our results at the reference's step and shots beside the published values
+    (`config/pythia.yaml` eval.reference: the paper's zero-shot table at step 143000).
+
+    One row per (variant, size, task, metric) the reference lists: ours, our stderr, the paper's
+    value, the difference and z = difference / stderr. Models or metrics we did not evaluate get
+    an empty `ours` (and are listed, so a missing evaluation is visible)."""
+    step, shots = int(reference["step"]), int(reference.get("shots", 0))
+    mine = df[(df["step"] == step) & (df["shots"] == shots)]
+    index = {(r.variant, r.size, r.task, r.metric): (r.value, r.stderr) for r in mine.itertuples()}
+    rows = []
+    for variant, sizes in reference["values"].items():
+        for size, tasks in sizes.items():
+            for task, metrics in tasks.items():
+                for metric, paper in metrics.items():
+                    ours, stderr = index.get((variant, str(size), task, metric), (None, None))
+                    diff = None if ours is None else ours - paper
+                    z = diff / stderr if diff is not None and stderr else None
+                    rows.append((variant, str(size), task, metric, ours, stderr, paper, diff, z))
+    columns = ["variant", "size", "task", "metric", "ours", "stderr", "paper", "diff", "z"]
+    return pd.DataFrame(rows, columns=columns).astype(
+        {c: "float64" for c in ("ours", "stderr", "paper", "diff", "z")}
+    )
 
 
 def write_table(df: pd.DataFrame, out_path: str | os.PathLike) -> None:

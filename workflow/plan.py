@@ -51,8 +51,8 @@ def plan_jobs(config: Mapping[str, Any]) -> list[dict]:
                         gpu_hours=round(hours * gpus, 4),
                     )
                 )
-            for step in suite.eval_steps():
-                for shots in ev["num_fewshot"]:
+            for shots in ev["num_fewshot"]:
+                for step in suite.eval_steps(shots):
                     gh = ev["gpu_hours_per_job"] if spec.gpus else 0.0
                     jobs.append(
                         dict(
