@@ -19,6 +19,26 @@ rule cloze_task:
         "../scripts/cloze_task.py"
 
 
+REMOTE_TASKS = [t for t in config["eval"]["tasks"] if t != "lambada_cloze"]
+
+
+rule prefetch_eval_data:
+    # lm-eval's built-in tasks download their data: once, here (needs network); the eval jobs
+    # then run with HF_DATASETS_OFFLINE=1, as compute nodes often have no internet
+    output:
+        run_path("evals", "tasks", "prefetch.json"),
+    log:
+        run_path("logs", "evals", "prefetch.log"),
+    conda:
+        "../envs/pipeline.yaml"
+    resources:
+        downloads=1,
+    params:
+        tasks=REMOTE_TASKS,
+    script:
+        "../scripts/prefetch_eval_data.py"
+
+
 rule evaluate:
     input:
         checkpoint=checkpoint_dir("{variant}", "{size}", "{step}"),
@@ -27,6 +47,7 @@ rule evaluate:
             if "lambada_cloze" in config["eval"]["tasks"]
             else []
         ),
+        prefetched=(run_path("evals", "tasks", "prefetch.json") if REMOTE_TASKS else []),
     output:
         run_path("evals", "{variant}", "{size}", "step{step}", "{shots}shot.json"),
     log:

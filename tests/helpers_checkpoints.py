@@ -158,3 +158,10 @@ def isolate_hf(monkeypatch, home: Path, *, offline: bool, endpoint: str | None =
         monkeypatch.setattr(constants, "ENDPOINT", endpoint)
         template = endpoint + "/{repo_id}/resolve/{revision}/{filename}"
         monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+        # `datasets` keeps its own copy of the endpoint (read at import)
+        monkeypatch.setattr(datasets.config, "HF_ENDPOINT", endpoint)
+        monkeypatch.setattr(
+            datasets.config,
+            "HUB_DATASETS_URL",
+            endpoint + "/datasets/{repo_id}/resolve/{revision}/{path}",
+        )

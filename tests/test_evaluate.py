@@ -136,3 +136,38 @@ def test_evaluate_published_checkpoint_by_revision(hubeval_task, monkeypatch, tm
     assert out["config"]["model_sha"] == receipt["commit"]
     assert out["config"]["revision"] == "step8" and out["checkpoint"] is None
     assert math.isfinite(out["results"][CLOZE_TASK]["perplexity"])
+
+
+def test_prefetch_then_evaluate_offline(hubeval_task, monkeypatch, tmp_path):
+    """A task whose data is a Hub dataset (as lambada_openai, piqa, ...): `prefetch_tasks` fills
+    the datasets cache where there is network; the eval job then runs with the Hub unreachable
+    and HF_DATASETS_OFFLINE=1, as on a compute node."""
+    import yaml
+    from helpers_checkpoints import isolate_hf
+    from huggingface_hub import HfApi
+    from minihub import MiniHub
+
+    from workflow.evaluate import prefetch_tasks
+
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    spec = yaml.safe_load((hubeval_task["tasks"] / "lambada_cloze.yaml").read_text())
+    spec.update(task="remote_cloze", dataset_path="test-org/remote_cloze", dataset_kwargs=None)
+    (tasks / "remote_cloze.yaml").write_text(yaml.safe_dump(spec))
+    with MiniHub(tmp_path / "minihub") as hub:
+        isolate_hf(monkeypatch, tmp_path / "hf_home", offline=False, endpoint=hub.url)
+        api = HfApi(endpoint=hub.url, token="t")
+        api.create_repo("test-org/remote_cloze", repo_type="dataset")
+        api.upload_file(
+            path_or_fileobj=str(hubeval_task["root"] / "data" / "cloze.jsonl"),
+            path_in_repo="test.jsonl",
+            repo_id="test-org/remote_cloze",
+            repo_type="dataset",
+        )
+        info = prefetch_tasks(["remote_cloze"], tasks)
+    assert info["remote_cloze"]["documents"] == {"test": 20}
+    isolate_hf(monkeypatch, tmp_path / "hf_home", offline=True, endpoint="http://127.0.0.1:9")
+    out = evaluate_checkpoint(
+        hubeval_task["ckpt"], tasks_dir=tasks, tasks=["remote_cloze"], num_fewshot=0, limit=5
+    )
+    assert 0.0 <= out["results"]["remote_cloze"]["acc"] <= 1.0

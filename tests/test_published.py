@@ -137,4 +137,5 @@ def test_published_source_runs_to_a_figure(hub, tmp_path):
                 (run / "evals" / variant / "tiny-70m" / f"step{step}" / "0shot.json").read_text()
             )
             assert "lambada_cloze" in ev["results"]
+            assert ev["checkpoint"]["commit"] == receipt["commit"]  # which release was scored
     shutil.rmtree(tmp_path / "staging")

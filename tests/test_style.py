@@ -146,5 +146,6 @@ def test_paper_figure_from_published_checkpoints_plans_no_training(tmp_path):
         "evaluate",
         "eval_table",
         "fig_lambada_over_training",
+        "prefetch_eval_data",  # lm-eval task data, once, before the offline eval jobs
         "total",
     }

@@ -133,6 +133,57 @@ def write_task_yaml(
     return Path(out_yaml)
 
 
+# ------------------------------------------------------------------------------------ prefetch
+
+
+@contextmanager
+def _datasets_quiet():
+    """`datasets` settings for prefetch and eval alike: no download-count ping to S3, and the
+    task's own data files rather than the dataset viewer's parquet export (the cache key must
+    be the same in the prefetch job and in the offline eval job)."""
+    import datasets.config
+
+    saved = datasets.config.HF_UPDATE_DOWNLOAD_COUNTS, datasets.config.USE_PARQUET_EXPORT
+    datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = False
+    datasets.config.USE_PARQUET_EXPORT = False
+    try:
+        yield
+    finally:
+        datasets.config.HF_UPDATE_DOWNLOAD_COUNTS, datasets.config.USE_PARQUET_EXPORT = saved
+
+
+LOCAL_TASKS = ("lambada_cloze",)  # built by rules from our corpus: nothing to download
+
+
+def prefetch_tasks(tasks: Sequence[str], tasks_dir: str | os.PathLike | None = None) -> dict:
+    """Load every task once so that its data lands in the `datasets` cache (HF_DATASETS_CACHE /
+    HF_HOME): run where there is network, then eval jobs run with HF_DATASETS_OFFLINE=1 on
+    compute nodes without it. Returns {task: {dataset, documents per split}}."""
+    from lm_eval.tasks import TaskManager, get_task_dict
+
+    include = None if tasks_dir is None else str(tasks_dir)
+    manager = TaskManager(include_path=include, include_defaults=True)
+    unknown = [t for t in tasks if t not in manager.all_tasks]
+    if unknown:
+        raise ValueError(f"unknown lm-eval task(s) {unknown} (neither built-in nor in {tasks_dir})")
+    with _datasets_quiet():
+        loaded = get_task_dict(list(tasks), manager)  # downloads each task's dataset
+    out = {}
+    for name, task in loaded.items():
+        cfg = getattr(task, "config", None)
+        splits = {}
+        for split in ("test", "validation", "train"):
+            has = getattr(task, f"has_{split}_docs", None)
+            if has is not None and has():
+                splits[split] = len(list(getattr(task, f"{split}_docs")()))
+        out[str(name)] = {
+            "dataset": getattr(cfg, "dataset_path", None),
+            "dataset_name": getattr(cfg, "dataset_name", None),
+            "documents": splits,
+        }
+    return out
+
+
 # --------------------------------------------------------------------------------- evaluation
 
 
@@ -187,7 +238,6 @@ def evaluate_checkpoint(
     Only the task YAMLs in `tasks_dir` are indexed (no built-in tasks). Returns a JSON-serialisable
     dict: {results: {task: {metric: value}}, versions, n_samples, config, checkpoint}.
     """
-    import datasets.config
     from lm_eval import __version__ as lm_eval_version
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
@@ -228,28 +278,26 @@ def evaluate_checkpoint(
         model_args["revision"] = revision
     started = time.perf_counter()
     # DISABLE_MULTIPROC: bootstrap stderr in-process, no worker pool inside a pipeline job.
-    # HF_UPDATE_DOWNLOAD_COUNTS: `datasets` pings S3 on every load_dataset("json") unless offline;
-    # task data are local files, so that telemetry request is switched off.
-    counts = datasets.config.HF_UPDATE_DOWNLOAD_COUNTS
-    datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = False
-    try:
-        with _env(DISABLE_MULTIPROC="1"):
-            res = simple_evaluate(
-                model="hf",
-                model_args=model_args,
-                tasks=tasks,
-                task_manager=task_manager,
-                num_fewshot=num_fewshot,
-                batch_size=batch_size,
-                device=device,
-                limit=limit,
-                bootstrap_iters=bootstrap_iters,
-                log_samples=False,
-            )
-    finally:
-        datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = counts
+    # _datasets_quiet: no S3 download-count ping, the same dataset cache keys as the prefetch.
+    with _env(DISABLE_MULTIPROC="1"), _datasets_quiet():
+        res = simple_evaluate(
+            model="hf",
+            model_args=model_args,
+            tasks=tasks,
+            task_manager=task_manager,
+            num_fewshot=num_fewshot,
+            batch_size=batch_size,
+            device=device,
+            limit=limit,
+            bootstrap_iters=bootstrap_iters,
+            log_samples=False,
+        )
     seconds = time.perf_counter() - started
+    # what the checkpoint is: our training record (data fingerprint, config hash, step) or,
+    # for a published checkpoint, its download receipt (repo, revision, commit, file hashes)
     meta = Path(model_path) / "pythia_checkpoint.json"
+    if local and not meta.is_file():
+        meta = Path(model_path) / "published_checkpoint.json"
     return {
         "results": {task: _clean_metrics(r) for task, r in res["results"].items()},
         "versions": {task: v for task, v in res.get("versions", {}).items()},
