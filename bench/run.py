@@ -1,4 +1,4 @@
-"""Run every benchmark (issue 3 item 7, issue 4 item 7) and print one markdown table.
+"""Run every benchmark (issues 3, 4 and 6) and print one markdown table.
 
 python -m bench.run            # full sizes (~10 minutes, ~10 GB RAM at peak)
 python -m bench.run --quick    # small sizes: a smoke test
@@ -13,6 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench import eval as eval_bench
 from bench import minhash, scale, tokenize, train
 from bench.common import Result, table
 
@@ -23,6 +24,7 @@ FULL = {
     "maps": (scale.PILE_DOCS, scale.PILE_TOKENS, scale.PYTHIA_SAMPLES, scale.SEQ),
     "rows": scale.PYTHIA_SAMPLES,
     "train": {"seq": 128, "batch": 8, "layers": 6, "hidden": 384, "heads": 6, "steps": 12},
+    "eval": {"checkpoints": 6, "documents": 100},
 }
 QUICK = {
     "tokenize_mb": 2,
@@ -31,6 +33,7 @@ QUICK = {
     "maps": (2_000_000, 3_340_000_000, 1_471_641, scale.SEQ),
     "rows": 100_000,
     "train": {"seq": 32, "batch": 4, "layers": 2, "hidden": 64, "heads": 2, "steps": 4},
+    "eval": {"checkpoints": 2, "documents": 20},
 }
 
 
@@ -41,6 +44,7 @@ def run_all(sizes: dict, work: Path) -> list[Result]:
         scale.run_maps(*sizes["maps"]),
         scale.run_rows(work / "rows", sizes["rows"], scale.SEQ, scale.BATCH),
         train.run(work / "train", **sizes["train"]),
+        eval_bench.run(work / "eval", **sizes["eval"]),
     ]
 
 

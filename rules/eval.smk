@@ -39,26 +39,59 @@ rule prefetch_eval_data:
         "../scripts/prefetch_eval_data.py"
 
 
-rule evaluate:
-    input:
-        checkpoint=checkpoint_dir("{variant}", "{size}", "{step}"),
-        task=(
-            run_path("evals", "tasks", "lambada_cloze.yaml")
-            if "lambada_cloze" in config["eval"]["tasks"]
-            else []
-        ),
-        prefetched=(run_path("evals", "tasks", "prefetch.json") if REMOTE_TASKS else []),
-    output:
-        run_path("evals", "{variant}", "{size}", "step{step}", "{shots}shot.json"),
-    log:
-        run_path("logs", "evals", "{variant}", "{size}", "step{step}_{shots}shot.log"),
-    conda:
-        "../envs/pipeline.yaml"
-    threads: config["eval"]["threads"]
-    params:
-        eval=config["eval"],
-    script:
-        "../scripts/evaluate.py"
+# One job evaluates several checkpoints of one model (eval.steps_per_job): the process start,
+# imports and task loading are paid once; every checkpoint keeps its own JSON target.
+for _size in SIZES:
+    _tag = re.sub(r"\W", "_", _size)
+    for _shots in config["eval"]["num_fewshot"]:
+        _steps = SUITE.eval_steps(_shots)
+        _n = config["eval"]["steps_per_job"]
+        for _chunk in [_steps[i : i + _n] for i in range(0, len(_steps), _n)]:
+
+            rule:
+                name:
+                    f"evaluate_{_tag}_{_shots}shot_{_chunk[0]}_{_chunk[-1]}"
+                input:
+                    checkpoints=[checkpoint_dir("{variant}", _size, s) for s in _chunk],
+                    task=(
+                        run_path("evals", "tasks", "lambada_cloze.yaml")
+                        if "lambada_cloze" in config["eval"]["tasks"]
+                        else []
+                    ),
+                    prefetched=(
+                        run_path("evals", "tasks", "prefetch.json")
+                        if REMOTE_TASKS
+                        else []
+                    ),
+                output:
+                    [
+                        run_path(
+                            "evals",
+                            "{variant}",
+                            _size,
+                            f"step{s}",
+                            f"{_shots}shot.json",
+                        )
+                        for s in _chunk
+                    ],
+                log:
+                    run_path(
+                        "logs",
+                        "evals",
+                        "{variant}",
+                        _size,
+                        f"{_shots}shot_steps{_chunk[0]}-{_chunk[-1]}.log",
+                    ),
+                conda:
+                    "../envs/pipeline.yaml"
+                threads: config["eval"]["threads"]
+                resources:
+                    mem_mb=4000,
+                params:
+                    eval=config["eval"],
+                    shots=_shots,
+                script:
+                    "../scripts/evaluate.py"
 
 
 rule eval_table:

@@ -1,4 +1,4 @@
-"""Snakemake adapter: lm-evaluation-harness on one local checkpoint."""
+"""Snakemake adapter: lm-evaluation-harness on several local checkpoints of one model."""
 
 import os
 
@@ -11,21 +11,21 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-from workflow.evaluate import evaluate_checkpoint  # noqa: E402
-from workflow.io import write_json  # noqa: E402
+from workflow.evaluate import evaluate_checkpoints  # noqa: E402
 from workflow.logs import log_to  # noqa: E402
 
 sm = snakemake  # noqa: F821
 with log_to(sm.log[0]) as log:
     torch.set_num_threads(sm.threads)
     ev = sm.params.eval
-    result = evaluate_checkpoint(
-        sm.input.checkpoint,
+    results = evaluate_checkpoints(
+        list(sm.input.checkpoints),
+        list(sm.output),
         tasks_dir=str(Path(sm.input.task).parent) if sm.input.get("task") else None,
         tasks=ev["tasks"],
-        num_fewshot=int(sm.wildcards.shots),
+        num_fewshot=int(sm.params.shots),
         batch_size=ev["batch_size"],
         limit=ev["limit"],
     )
-    log.info("results: %s", result["results"])
-    write_json(sm.output[0], result)
+    for path, result in zip(sm.output, results, strict=True):
+        log.info("%s: %s (%.1f s)", path, result["results"], result["seconds"])

@@ -10,6 +10,7 @@ TINY = {
     "maps": (1000, 2_000_000, 500, 2048),
     "rows": 4096,
     "train": {"seq": 16, "batch": 2, "layers": 1, "hidden": 32, "heads": 2, "steps": 2},
+    "eval": {"checkpoints": 2, "documents": 10},
 }
 
 
@@ -24,7 +25,8 @@ def test_table_format():
 
 def test_quick_benchmarks_run(tmp_path, capsys, monkeypatch):
     results = run.run_all(TINY, tmp_path)
-    assert len(results) == 5
+    assert len(results) == 6
+    assert results[5].note == ""  # grouped eval gives the per-checkpoint numbers
     assert "max |loss difference|" in results[4].note  # both training loops ran
     minhash_result = results[1]
     assert minhash_result.note == ""  # signatures identical to datasketch's

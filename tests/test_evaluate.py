@@ -171,3 +171,18 @@ def test_prefetch_then_evaluate_offline(hubeval_task, monkeypatch, tmp_path):
         hubeval_task["ckpt"], tasks_dir=tasks, tasks=["remote_cloze"], num_fewshot=0, limit=5
     )
     assert 0.0 <= out["results"]["remote_cloze"]["acc"] <= 1.0
+
+
+def test_evaluate_several_checkpoints_in_one_process(hubeval_task, tmp_path):
+    from workflow.evaluate import evaluate_checkpoints
+
+    ckpts = [hubeval_task["ckpt"], make_checkpoint(tmp_path / "step4", 4, seed=4)]
+    outs = [tmp_path / "out" / "a.json", tmp_path / "out" / "b.json"]
+    kw = dict(tasks_dir=hubeval_task["tasks"], tasks=[CLOZE_TASK], num_fewshot=0, limit=5)
+    results = evaluate_checkpoints(ckpts, outs, **kw)
+    assert [json.loads(p.read_text())["results"] for p in outs] == [r["results"] for r in results]
+    assert results[0]["checkpoint"]["step"] == 8 and results[1]["checkpoint"]["step"] == 4
+    alone = evaluate_checkpoint(ckpts[1], **kw)
+    assert alone["results"] == results[1]["results"]  # the same numbers as a job of its own
+    with pytest.raises(ValueError, match="2 checkpoints but 1 output paths"):
+        evaluate_checkpoints(ckpts, outs[:1], **kw)

@@ -9,6 +9,7 @@ as an lm-eval YAML task with an absolute data path (``write_task_yaml``), and ru
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -21,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from workflow.io import atomic_path, read_json, sha256_file, write_text
+from workflow.io import atomic_path, read_json, sha256_file, write_json, write_text
 
 CLOZE_TASK = "lambada_cloze"
 MIN_WORDS = 5
@@ -219,6 +220,14 @@ def _clean_metrics(task_results: dict[str, Any]) -> dict[str, float | None]:
     return out
 
 
+@functools.lru_cache(maxsize=4)
+def _task_manager(include_path: str | None, include_defaults: bool):
+    """lm-eval's task index, built once per process (evaluate_checkpoints reuses it)."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=include_path, include_defaults=include_defaults)
+
+
 def evaluate_checkpoint(
     model_path: str | os.PathLike,
     *,
@@ -240,7 +249,6 @@ def evaluate_checkpoint(
     """
     from lm_eval import __version__ as lm_eval_version
     from lm_eval import simple_evaluate
-    from lm_eval.tasks import TaskManager
 
     if tasks_dir is not None:
         tasks_dir = Path(tasks_dir)
@@ -261,11 +269,11 @@ def evaluate_checkpoint(
         pretrained = str(model_path)
     tasks = [tasks] if isinstance(tasks, str) else list(tasks)
     include = None if tasks_dir is None else str(tasks_dir)
-    task_manager = TaskManager(include_path=include, include_defaults=tasks_dir is None)
+    task_manager = _task_manager(include, tasks_dir is None)
     if tasks_dir is not None and any(t not in task_manager.all_tasks for t in tasks):
         # lm-eval's own tasks (the paper's lambada_openai, piqa, ...): index the built-ins too
         # (~12 s), only when a task is not one of ours
-        task_manager = TaskManager(include_path=include, include_defaults=True)
+        task_manager = _task_manager(include, True)
     unknown = [t for t in tasks if t not in task_manager.all_tasks]
     if unknown:
         ours = [] if tasks_dir is None else sorted(p.stem for p in tasks_dir.glob("*.yaml"))
@@ -316,3 +324,21 @@ def evaluate_checkpoint(
         "checkpoint": read_json(meta) if local and meta.is_file() else None,
         "seconds": round(seconds, 3),
     }
+
+
+def evaluate_checkpoints(
+    model_paths: Sequence[str | os.PathLike],
+    out_paths: Sequence[str | os.PathLike],
+    **kwargs: Any,
+) -> list[dict[str, Any]]:
+    """Evaluate several checkpoints in one process, writing each result (atomically) as soon
+    as it is done: the imports, lm-eval's task index and the task data are loaded once, which
+    dominates the cost of small models (bench/eval.py)."""
+    if len(model_paths) != len(out_paths):
+        raise ValueError(f"{len(model_paths)} checkpoints but {len(out_paths)} output paths")
+    results = []
+    for model_path, out_path in zip(model_paths, out_paths, strict=True):
+        result = evaluate_checkpoint(model_path, **kwargs)
+        write_json(out_path, result)
+        results.append(result)
+    return results
