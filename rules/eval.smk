@@ -19,7 +19,37 @@ rule cloze_task:
         "../scripts/cloze_task.py"
 
 
-REMOTE_TASKS = [t for t in config["eval"]["tasks"] if t != "lambada_cloze"]
+EMBEDDED_CHOICE_TASKS = [
+    t
+    for t in config["eval"]["tasks"]
+    if t in ("piqa_style", "sciq_style", "winogrande_style")
+]
+REMOTE_TASKS = [
+    t
+    for t in config["eval"]["tasks"]
+    if t != "lambada_cloze" and t not in EMBEDDED_CHOICE_TASKS
+]
+
+
+rule choice_tasks:
+    # 2-choice (PIQA-like), 4-choice (SciQ-like) and WinoGrande-like tasks from held-out documents
+    input:
+        heldout=run_path("data", "corpus", "heldout.jsonl"),
+    output:
+        expand(
+            run_path("evals", "tasks", "{task}.{ext}"),
+            task=["piqa_style", "sciq_style", "winogrande_style"],
+            ext=["jsonl", "yaml"],
+        ),
+    log:
+        run_path("logs", "evals", "choice_tasks.log"),
+    conda:
+        "../envs/pipeline.yaml"
+    params:
+        num_documents=config["eval"]["cloze_documents"],
+        seed=SUITE.training.seed,
+    script:
+        "../scripts/choice_tasks.py"
 
 
 rule prefetch_eval_data:
@@ -62,6 +92,10 @@ for _size in SIZES:
                         run_path("evals", "tasks", "prefetch.json")
                         if REMOTE_TASKS
                         else []
+                    ),
+                    choice_tasks=expand(
+                        run_path("evals", "tasks", "{task}.yaml"),
+                        task=EMBEDDED_CHOICE_TASKS,
                     ),
                 output:
                     [

@@ -14,6 +14,16 @@ import torch  # noqa: E402
 from workflow.evaluate import evaluate_checkpoints  # noqa: E402
 from workflow.logs import log_to  # noqa: E402
 
+
+def _tasks_dir(inputs):
+    """The folder of our task YAMLs (cloze and choice tasks), if any is used."""
+    local = []
+    for key in ("task", "choice_tasks"):
+        value = inputs.get(key) or []
+        local += [value] if isinstance(value, str) else list(value)
+    return str(Path(local[0]).parent) if local else None
+
+
 sm = snakemake  # noqa: F821
 with log_to(sm.log[0]) as log:
     torch.set_num_threads(sm.threads)
@@ -21,7 +31,7 @@ with log_to(sm.log[0]) as log:
     results = evaluate_checkpoints(
         list(sm.input.checkpoints),
         list(sm.output),
-        tasks_dir=str(Path(sm.input.task).parent) if sm.input.get("task") else None,
+        tasks_dir=_tasks_dir(sm.input),
         tasks=ev["tasks"],
         num_fewshot=int(sm.params.shots),
         batch_size=ev["batch_size"],

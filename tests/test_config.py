@@ -115,8 +115,12 @@ def _tiny_raw():
         (lambda c: c["data"].update(source="pile_jsonl"), "data.pile.urls"),
         (lambda c: c["eval"].update(fewshot_steps={5: [0]}), "eval.fewshot_steps.5: 5 is not in"),
         (lambda c: c["data"].update(source="pythia_preshuffled"), "data.tokenizer.kind"),
-        (lambda c: c["data"].update(source="pythia_preshuffled"), "eval.tasks: lambada_cloze"),
+        (lambda c: c["data"].update(source="pythia_preshuffled"), "eval.tasks: the embedded tasks"),
         (lambda c: c["data"].update(source="pythia_idxmaps"), "variants: source 'pythia_idxmaps'"),
+        (
+            lambda c: c["data"].update(source="pile_jsonl", pile={"urls": ["x.jsonl.zst"]}),
+            "piqa_style, sciq_style and winogrande_style need the generated corpus",
+        ),
         (
             lambda c: c["data"].update(release={"sha256": {"x.bin": "not-a-hash"}}),
             "data.release.sha256.x.bin",

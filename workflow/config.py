@@ -159,11 +159,18 @@ def _check_semantics(config: dict, source: str) -> None:
                 f"data.tokenizer.kind: source {data['source']!r} is tokenized with GPT-NeoX-20B's "
                 "tokenizer; set kind: pretrained"
             )
-        if "lambada_cloze" in config.get("eval", {}).get("tasks", []):
+        embedded = {"lambada_cloze", "piqa_style", "sciq_style", "winogrande_style"}
+        if embedded & set(config.get("eval", {}).get("tasks", [])):
             problems.append(
-                f"eval.tasks: lambada_cloze is built from the held-out documents of a text "
-                f"source; source {data['source']!r} has none (use lambada_openai)"
+                f"eval.tasks: the embedded tasks are built from the held-out documents of a "
+                f"text source; source {data['source']!r} has none (use lm-eval's own tasks)"
             )
+    choice = {"piqa_style", "sciq_style", "winogrande_style"}
+    if choice & set(config.get("eval", {}).get("tasks", [])) and data["source"] != "generated":
+        problems.append(
+            "eval.tasks: piqa_style, sciq_style and winogrande_style need the generated "
+            "corpus (its domains and cloze targets)"
+        )
     if problems:
         raise ConfigError(f"invalid {source}:\n" + "\n".join(f"  {p}" for p in problems))
 
