@@ -71,10 +71,38 @@ def hub_receipts():
     )
 
 
+def table_steps():
+    return config["eval"]["table_steps"] or [max(SUITE.eval_steps(0))]
+
+
+def score_tables():
+    return [
+        run_path("tables", "scores", f"{shots}shot_step{step}_{variant}.{ext}")
+        for shots in config["eval"]["num_fewshot"]
+        for step in table_steps()
+        if step in SUITE.eval_steps(shots)
+        for variant in VARIANTS
+        for ext in ("csv", "md")
+    ]
+
+
 def figure_targets():
-    return expand(
-        run_path("figures", "lambada_over_training.{ext}"), ext=["pdf", "png"]
-    )
+    return [
+        *expand(run_path("figures", "lambada_over_training.{ext}"), ext=["pdf", "png"]),
+        *expand(
+            run_path("figures", "over_training", "{task}.{ext}"),
+            task=config["eval"]["tasks"],
+            ext=["pdf", "png"],
+        ),
+        *(
+            expand(
+                run_path("figures", f"scores_by_size_step{table_steps()[0]}.{{ext}}"),
+                ext=["pdf", "png"],
+            )
+            if "deduped" in VARIANTS
+            else []
+        ),
+    ]
 
 
 def get_final_output():
@@ -82,6 +110,7 @@ def get_final_output():
     return [
         *figure_targets(),
         run_path("tables", "evals.csv"),
+        *score_tables(),
         *(
             [run_path("tables", "compare_paper.csv")]
             if config["eval"]["reference"]

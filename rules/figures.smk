@@ -29,3 +29,62 @@ rule fig_lambada_over_training:
         epoch_boundaries=config["eval"]["epoch_boundaries"],
     script:
         "../scripts/fig_lambada_over_training.py"
+
+
+rule fig_over_training:
+    # Figs 10-15: one task over training, standard vs deduped, epoch-2 marker
+    input:
+        table=run_path("tables", "evals.csv"),
+        samples=(
+            expand(run_path("data", "{variant}", "samples.json"), variant=VARIANTS)
+            if config["checkpoints"]["source"] == "trained"
+            else []
+        ),
+    output:
+        pdf=run_path("figures", "over_training", "{task}.pdf"),
+        png=run_path("figures", "over_training", "{task}.png"),
+    log:
+        run_path("logs", "figures", "over_training_{task}.log"),
+    conda:
+        "../envs/pipeline.yaml"
+    params:
+        sizes=SIZES,
+        variants=VARIANTS,
+        global_batch_size=SUITE.training.global_batch_size,
+        epoch_boundaries=config["eval"]["epoch_boundaries"],
+    script:
+        "../scripts/fig_over_training.py"
+
+
+rule fig_scores_by_size:
+    # Fig 9: every task against model size, deduped models, last step before epoch 2
+    input:
+        run_path("tables", "evals.csv"),
+    output:
+        pdf=run_path("figures", "scores_by_size_step{step}.pdf"),
+        png=run_path("figures", "scores_by_size_step{step}.png"),
+    log:
+        run_path("logs", "figures", "scores_by_size_step{step}.log"),
+    conda:
+        "../envs/pipeline.yaml"
+    params:
+        sizes=SIZES,
+    script:
+        "../scripts/fig_scores_by_size.py"
+
+
+rule score_table:
+    # Tables 7-14: one row per size, one column per task (value and stderr)
+    input:
+        run_path("tables", "evals.csv"),
+    output:
+        csv=run_path("tables", "scores", "{shots}shot_step{step}_{variant}.csv"),
+        md=run_path("tables", "scores", "{shots}shot_step{step}_{variant}.md"),
+    log:
+        run_path("logs", "tables", "scores_{shots}shot_step{step}_{variant}.log"),
+    conda:
+        "../envs/pipeline.yaml"
+    params:
+        sizes=SIZES,
+    script:
+        "../scripts/score_table.py"

@@ -6,6 +6,7 @@ import math
 import struct
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from workflow.figures import collect_evals, plot_over_training, size_key, write_table
@@ -124,3 +125,34 @@ def test_compare_with_the_papers_table(eval_tree):
     assert acc["z"] == pytest.approx((ours - 0.5) / 0.01)
     missing = table[table["size"] == "tiny-99b"].iloc[0]
     assert np.isnan(missing["ours"]) and missing["paper"] == 0.5
+
+
+def test_score_tables_and_scores_by_size(eval_tree, tmp_path):
+    from workflow.figures import plot_scores_by_size, render_markdown, score_table
+
+    df = collect_evals(eval_tree)
+    table = score_table(df, step=8, shots=0, variant="deduped", sizes_order=SIZES)
+    assert list(table["size"]) == SIZES
+    assert list(table.columns) == ["size", "lambada_cloze", "lambada_cloze_stderr"]
+    want = fake_result(2, 8, "deduped")["results"]["lambada_cloze"]["acc"]
+    assert table.set_index("size").loc["tiny-1b", "lambada_cloze"] == pytest.approx(want)
+    md = render_markdown(table, "0-shot accuracy at step 8, deduped models")
+    assert md.splitlines()[2] == "| model | lambada_cloze |"
+    assert f"| tiny-1b | {want:.4f} ± 0.0100 |" in md
+    with pytest.raises(ValueError, match="no acc results for deduped at step 9"):
+        score_table(df, step=9, shots=0, variant="deduped")
+    plot_scores_by_size(df, tmp_path / "f.pdf", tmp_path / "f.png", step=8, sizes_order=SIZES)
+    assert (tmp_path / "f.pdf").stat().st_size > 0 and (tmp_path / "f.png").stat().st_size > 0
+
+
+def test_multiple_choice_task_curves_use_acc_norm(tmp_path):
+    rows = []
+    for variant in ("standard", "deduped"):
+        for step in (0, 4, 8):
+            for metric, value in (("acc", 0.5 + step / 100), ("acc_norm", 0.4 + step / 100)):
+                rows.append((variant, "tiny-70m", step, 0, "piqa_style", metric, value, 0.02))
+    df = pd.DataFrame(
+        rows, columns=["variant", "size", "step", "shots", "task", "metric", "value", "stderr"]
+    )
+    plot_over_training(df, tmp_path / "p.pdf", tmp_path / "p.png", task="piqa_style")
+    assert (tmp_path / "p.png").stat().st_size > 0

@@ -172,6 +172,19 @@ def test_evals_and_figure(run):
     for ext, magic in (("pdf", b"%PDF"), ("png", b"\x89PNG")):
         fig = run / "figures" / f"lambada_over_training.{ext}"
         assert fig.read_bytes()[:4] == magic and fig.stat().st_size > 5000
+        for task in CFG["eval"]["tasks"]:  # Figs 10-15 analogues, one per task
+            fig = run / "figures" / "over_training" / f"{task}.{ext}"
+            assert fig.read_bytes()[:4] == magic
+        last = max(CFG["eval"]["steps"])
+        assert (run / "figures" / f"scores_by_size_step{last}.{ext}").read_bytes()[:4] == magic
+    assert set(table["task"]) == set(CFG["eval"]["tasks"])
+    assert table[table["task"] == "piqa_style"]["stderr"].notna().all()
+    for variant in VARIANTS:  # Tables 7/8 analogues
+        scores = pd.read_csv(run / "tables" / "scores" / f"0shot_step{last}_{variant}.csv")
+        assert list(scores["size"]) == SIZES
+        assert {"lambada_cloze", "piqa_style", "sciq_style", "winogrande_style"} <= set(scores)
+        md = (run / "tables" / "scores" / f"0shot_step{last}_{variant}.md").read_text()
+        assert f"{variant} models" in md and " ± " in md
 
 
 KILL_CONFIG = {

@@ -157,7 +157,14 @@ def plot_over_training(
         raise ValueError(f"sizes_order lacks sizes present in the results: {sorted(missing)}")
     cmap = colormaps["viridis"]
     colors = {s: cmap(0.9 * i / max(len(sizes) - 1, 1)) for i, s in enumerate(sizes)}
-    rows = [("acc", "accuracy", "linear"), ("perplexity", "perplexity", "log")]
+    # multiple-choice tasks have no perplexity: their second row is the length-normalised acc
+    if (sub["metric"] == "perplexity").any():
+        rows = [("acc", "accuracy", "linear"), ("perplexity", "perplexity", "log")]
+    else:
+        rows = [
+            ("acc", "accuracy", "linear"),
+            ("acc_norm", "accuracy (length-normalised)", "linear"),
+        ]
     boundaries = dict(epoch_boundaries or {})
     max_step = max(int(sub["step"].max()), 1)
 
@@ -201,5 +208,106 @@ def plot_over_training(
         [handles[k] for k in order], order, loc="outside right center", title="model", frameon=False
     )
     fig.suptitle(title or f"{task} over training ({shots}-shot)")
+    _savefig(fig, Path(out_pdf), "pdf")
+    _savefig(fig, Path(out_png), "png")
+
+
+def score_table(
+    df: pd.DataFrame,
+    *,
+    step: int,
+    shots: int,
+    variant: str,
+    sizes_order: Sequence[str] | None = None,
+    metric: str = "acc",
+) -> pd.DataFrame:
+    """The paper's Tables 7-14 layout: one row per model size, one column per task with
+    `metric` (and `<task>_stderr`) at `step` and `shots`, for one data variant."""
+    sub = df[
+        (df["step"] == step)
+        & (df["shots"] == shots)
+        & (df["variant"] == variant)
+        & (df["metric"] == metric)
+    ]
+    if sub.empty:
+        raise ValueError(f"no {metric} results for {variant} at step {step}, {shots}-shot")
+    sizes = [s for s in (sizes_order or sorted(sub["size"].unique(), key=size_key))]
+    tasks = sorted(sub["task"].unique())
+    rows = []
+    for size in sizes:
+        row: dict[str, Any] = {"size": size}
+        for task in tasks:
+            hit = sub[(sub["size"] == size) & (sub["task"] == task)]
+            row[task] = hit["value"].iloc[0] if len(hit) else None
+            row[f"{task}_stderr"] = hit["stderr"].iloc[0] if len(hit) else None
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def render_markdown(table: pd.DataFrame, title: str) -> str:
+    """A score table as Markdown, each cell `value ± stderr` (as the paper prints them)."""
+    tasks = [c for c in table.columns if c != "size" and not c.endswith("_stderr")]
+    lines = [
+        f"### {title}",
+        "",
+        "| model | " + " | ".join(tasks) + " |",
+        "|---|" + "---|" * len(tasks),
+    ]
+    for _, row in table.iterrows():
+        cells = []
+        for t in tasks:
+            v, e = row[t], row[f"{t}_stderr"]
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                cells.append("–")
+            elif e is None or (isinstance(e, float) and math.isnan(e)):
+                cells.append(f"{v:.4f}")
+            else:
+                cells.append(f"{v:.4f} ± {e:.4f}")
+        lines.append(f"| {row['size']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_scores_by_size(
+    df: pd.DataFrame,
+    out_pdf: str | os.PathLike,
+    out_png: str | os.PathLike,
+    *,
+    step: int,
+    variant: str = "deduped",
+    shots: int = 0,
+    sizes_order: Sequence[str] | None = None,
+    title: str | None = None,
+) -> None:
+    """Fig. 9 analogue: accuracy of every task against model size at one step (the last
+    checkpoint before the deduped data's second epoch)."""
+    from matplotlib.figure import Figure
+
+    sub = df[
+        (df["step"] == step)
+        & (df["shots"] == shots)
+        & (df["variant"] == variant)
+        & (df["metric"] == "acc")
+    ]
+    if sub.empty:
+        raise ValueError(f"no acc results for {variant} at step {step}, {shots}-shot")
+    sizes = list(sizes_order) if sizes_order else sorted(sub["size"].unique(), key=size_key)
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for task in sorted(sub["task"].unique()):
+        part = sub[sub["task"] == task].set_index("size").reindex(sizes)
+        ax.errorbar(
+            range(len(sizes)),
+            part["value"],
+            yerr=part["stderr"],
+            marker="o",
+            ms=4,
+            capsize=2,
+            label=task,
+        )
+    ax.set_xticks(range(len(sizes)), sizes, rotation=30)
+    ax.set_ylabel("accuracy")
+    ax.grid(True, alpha=0.3)
+    ax.legend(frameon=False, fontsize=8)
+    ax.set_title(title or f"{variant} models at step {step} ({shots}-shot)")
     _savefig(fig, Path(out_pdf), "pdf")
     _savefig(fig, Path(out_png), "png")
