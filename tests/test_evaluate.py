@@ -186,3 +186,23 @@ def test_evaluate_several_checkpoints_in_one_process(hubeval_task, tmp_path):
     assert alone["results"] == results[1]["results"]  # the same numbers as a job of its own
     with pytest.raises(ValueError, match="2 checkpoints but 1 output paths"):
         evaluate_checkpoints(ckpts, outs[:1], **kw)
+
+
+def test_broken_checkpoints_are_named_before_any_evaluation(hubeval_task, tmp_path):
+    import shutil
+
+    from workflow.evaluate import CheckpointError
+
+    kw = dict(tasks_dir=hubeval_task["tasks"], tasks=[CLOZE_TASK], num_fewshot=0)
+    no_weights = tmp_path / "no_weights"
+    shutil.copytree(hubeval_task["ckpt"], no_weights)
+    (no_weights / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=r"no_weights: no model weights"):
+        evaluate_checkpoint(no_weights, **kw)
+    other_tok = tmp_path / "other_tokenizer"
+    shutil.copytree(hubeval_task["ckpt"], other_tok)
+    cfg = json.loads((other_tok / "config.json").read_text())
+    cfg["vocab_size"] = 100  # a model whose embedding is smaller than the tokenizer
+    (other_tok / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=r"other_tokenizer: its tokenizer has \d+ tokens"):
+        evaluate_checkpoint(other_tok, **kw)

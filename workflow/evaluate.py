@@ -220,6 +220,34 @@ def _clean_metrics(task_results: dict[str, Any]) -> dict[str, float | None]:
     return out
 
 
+class CheckpointError(ValueError):
+    """A checkpoint directory that cannot be evaluated; the message names it."""
+
+
+def check_checkpoint(path: str | os.PathLike) -> None:
+    """Before any evaluation: the directory has a config, weights and a tokenizer that fits
+    the model's embedding (a tokenizer from another run would index past it, or mis-score)."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise CheckpointError(f"checkpoint {path}: no config.json")
+    weights = [*path.glob("*.safetensors"), *path.glob("pytorch_model*.bin")]
+    if not weights:
+        raise CheckpointError(
+            f"checkpoint {path}: no model weights (model.safetensors or pytorch_model*.bin)"
+        )
+    if not (path / "tokenizer.json").is_file():
+        raise CheckpointError(f"checkpoint {path}: no tokenizer.json")
+    from tokenizers import Tokenizer
+
+    vocab = Tokenizer.from_file(str(path / "tokenizer.json")).get_vocab_size(with_added_tokens=True)
+    model_vocab = json.loads((path / "config.json").read_text()).get("vocab_size")
+    if model_vocab is not None and vocab > model_vocab:
+        raise CheckpointError(
+            f"checkpoint {path}: its tokenizer has {vocab} tokens but the model's embedding "
+            f"only {model_vocab}: tokenizer and model do not belong together"
+        )
+
+
 @functools.lru_cache(maxsize=4)
 def _task_manager(include_path: str | None, include_defaults: bool):
     """lm-eval's task index, built once per process (evaluate_checkpoints reuses it)."""
@@ -256,6 +284,7 @@ def evaluate_checkpoint(
             raise FileNotFoundError(f"lm-eval tasks directory {tasks_dir} does not exist")
     local = Path(model_path).is_dir()
     if local:
+        check_checkpoint(model_path)
         if revision is not None:
             raise ValueError(
                 f"revision={revision!r} given for the local checkpoint directory {model_path}: "
