@@ -2,16 +2,17 @@
 
 import pandas as pd
 
-from workflow.figures import plot_over_training
-from workflow.io import read_json
+from workflow.figures import epoch_boundaries, plot_over_training
 from workflow.logs import log_to
 
 sm = snakemake  # noqa: F821
 with log_to(sm.log[0]) as log:
     table = pd.read_csv(sm.input.table)
-    boundaries = dict(sm.params.epoch_boundaries)  # config (published checkpoints)
-    for variant, path in zip(sm.params.variants, sm.input.samples or [], strict=False):
-        boundaries[variant] = read_json(path)["samples_per_epoch"] / sm.params.global_batch_size
+    boundaries = epoch_boundaries(
+        sm.params.epoch_boundaries,
+        dict(zip(sm.params.variants, sm.input.samples or [], strict=False)),
+        sm.params.global_batch_size,
+    )
     plot_over_training(
         table,
         sm.output.pdf,

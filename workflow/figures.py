@@ -311,3 +311,17 @@ def plot_scores_by_size(
     ax.set_title(title or f"{variant} models at step {step} ({shots}-shot)")
     _savefig(fig, Path(out_pdf), "pdf")
     _savefig(fig, Path(out_png), "png")
+
+
+def epoch_boundaries(
+    configured: Mapping[str, float],
+    samples_meta: Mapping[str, str | os.PathLike],
+    global_batch_size: int,
+) -> dict[str, float]:
+    """The step at which each variant's data starts its second epoch: from the run's sample
+    files when it trained (samples_per_epoch / batch), else as configured (published
+    checkpoints: eval.epoch_boundaries)."""
+    out = {k: float(v) for k, v in configured.items()}
+    for variant, path in samples_meta.items():
+        out[variant] = read_json(path)["samples_per_epoch"] / global_batch_size
+    return out

@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from workflow.io import atomic_path, read_json, sha256_file
+from workflow.io import atomic_path, git_blob_id, read_json, sha256_file
 
 BACKENDS = ("local_git", "huggingface")
 VARIANT_SUFFIX = {"standard": "", "deduped": "-deduped"}
@@ -483,14 +483,6 @@ def _retry(fn, what: str, attempts: int = 6, base: float = 1.0):
     raise AssertionError("unreachable")
 
 
-def _git_blob_id(path: Path) -> str:
-    h = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _remote_differences(api, repo_id: str, branch: str, ckpt_dir: Path, files, card) -> list:
     """Files of our checkpoint whose hash differs from (or is missing on) the Hub branch."""
     remote = {
@@ -514,7 +506,7 @@ def _remote_differences(api, repo_id: str, branch: str, ckpt_dir: Path, files, c
             if path is None:
                 blob = hashlib.sha1(f"blob {len(card)}\0".encode() + card).hexdigest()
             else:
-                blob = _git_blob_id(path)
+                blob = git_blob_id(path)
             same = blob == entry.blob_id
         if not same:
             different.append(name)

@@ -171,6 +171,25 @@ def write_indexed_dataset(prefix: str | os.PathLike, sequences: Iterable, dtype=
             w.add_document(seq)
 
 
+def _parse_header(path: Path) -> tuple[np.dtype, int, int]:
+    """(token dtype, sequences, doc_idx entries) from an .idx header, checked."""
+    with open(path, "rb") as f:
+        head = f.read(_HEADER)
+    if len(head) < _HEADER or head[: len(MAGIC)] != MAGIC:
+        raise IndexedDatasetError(
+            f"{path}: not an MMapIndexedDataset index (bad magic at offset 0: "
+            f"{head[: len(MAGIC)]!r}, expected {MAGIC!r})"
+        )
+    (version,) = struct.unpack("<Q", head[9:17])
+    if version != VERSION:
+        raise IndexedDatasetError(f"{path}: unsupported index version {version} at offset 9")
+    (code,) = struct.unpack("<B", head[17:18])
+    if code not in DTYPES:
+        raise IndexedDatasetError(f"{path}: unknown dtype code {code} at offset 17")
+    n, m = struct.unpack("<QQ", head[18:34])
+    return np.dtype(DTYPES[code]), n, m
+
+
 class MMapIndexedDataset:
     """Memory-mapped reader. `ds[i]` is sequence i; `ds.get_rows(a, b)` the (b-a, L) block
     of a fixed-length sample file (one contiguous read)."""
@@ -188,17 +207,7 @@ class MMapIndexedDataset:
     @staticmethod
     def read_dtype(idx_path: str | os.PathLike) -> np.dtype:
         """The token dtype an `.idx` declares (its header only)."""
-        with open(idx_path, "rb") as f:
-            head = f.read(_HEADER)
-        if len(head) < _HEADER or head[: len(MAGIC)] != MAGIC:
-            raise IndexedDatasetError(
-                f"{idx_path}: not an MMapIndexedDataset index (bad magic at offset 0: "
-                f"{head[: len(MAGIC)]!r}, expected {MAGIC!r})"
-            )
-        (code,) = struct.unpack("<B", head[17:18])
-        if code not in DTYPES:
-            raise IndexedDatasetError(f"{idx_path}: unknown dtype code {code} at offset 17")
-        return np.dtype(DTYPES[code])
+        return _parse_header(Path(idx_path))[0]
 
     def _open(self, bin_path: Path, idx_path: Path) -> None:
         self.bin_path, self.idx_path = bin_path, idx_path
@@ -211,21 +220,7 @@ class MMapIndexedDataset:
     def _read_index(self) -> None:
         path = self.idx_path
         size = path.stat().st_size
-        with open(path, "rb") as f:
-            head = f.read(_HEADER)
-        if len(head) < _HEADER or head[: len(MAGIC)] != MAGIC:
-            raise IndexedDatasetError(
-                f"{path}: not an MMapIndexedDataset index (bad magic at offset 0: "
-                f"{head[: len(MAGIC)]!r}, expected {MAGIC!r})"
-            )
-        (version,) = struct.unpack("<Q", head[9:17])
-        if version != VERSION:
-            raise IndexedDatasetError(f"{path}: unsupported index version {version} at offset 9")
-        (code,) = struct.unpack("<B", head[17:18])
-        if code not in DTYPES:
-            raise IndexedDatasetError(f"{path}: unknown dtype code {code} at offset 17")
-        self.dtype = np.dtype(DTYPES[code])
-        n, m = struct.unpack("<QQ", head[18:34])
+        self.dtype, n, m = _parse_header(path)
         need = _HEADER + n * 4 + n * 8 + m * 8
         if size != need:
             raise IndexedDatasetError(

@@ -75,3 +75,14 @@ def fingerprint(files: list[str | os.PathLike], params: dict[str, Any]) -> str:
         h.update(sha256_file(f).encode())
     h.update(json.dumps(params, sort_keys=True, default=str).encode())
     return h.hexdigest()
+
+
+def git_blob_id(path: str | os.PathLike) -> str:
+    """The git blob id of a file (sha1 of "blob <size>\\0" + bytes): what the Hub lists for a
+    file not stored in LFS."""
+    path = Path(path)
+    h = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()

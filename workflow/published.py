@@ -14,27 +14,18 @@ detected rather than silently used:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from workflow.hub import HubError
-from workflow.io import atomic_path, sha256_file, write_json
+from workflow.io import atomic_path, git_blob_id, sha256_file, write_json
 
 PUBLISHED_JSON = "published_checkpoint.json"
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 # Files a checkpoint needs to load with transformers (weights are matched by suffix).
 NEEDED = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-
-
-def _git_blob_id(path: Path) -> str:
-    h = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _listed_hash(entry) -> tuple[str, str]:
@@ -120,7 +111,7 @@ def fetch_published_checkpoint(
             except EntryNotFoundError:
                 raise HubError(f"{where}: {name} disappeared during the download") from None
             kind, expected = listed[name]
-            got = sha256_file(local) if kind == "sha256" else _git_blob_id(local)
+            got = sha256_file(local) if kind == "sha256" else git_blob_id(local)
             if got != expected:
                 raise HubError(
                     f"{where}: {name} {kind} {got} differs from the {expected} the Hub lists; "

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from workflow.indexed_dataset import MMapIndexedDataset, prefix_paths
-from workflow.io import atomic_path, sha256_file, write_json
+from workflow.io import atomic_path, git_blob_id, sha256_file, write_json
 
 SOURCES = ("pythia_preshuffled", "pythia_idxmaps")
 
@@ -116,14 +116,6 @@ def release_for(data_config: dict) -> Release:
     )
 
 
-def _git_blob_id(path: Path) -> str:
-    h = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def download_release_file(
     release: Release,
     variant: str,
@@ -168,7 +160,7 @@ def download_release_file(
         )
     except (EntryNotFoundError, RepositoryNotFoundError) as e:
         raise ReleaseError(f"{where}: not found on the Hub ({type(e).__name__})") from None
-    got = sha256_file(local) if kind.startswith("sha256") else _git_blob_id(local)
+    got = sha256_file(local) if kind.startswith("sha256") else git_blob_id(local)
     if got != expected.lower():
         local.unlink(missing_ok=True)
         raise ReleaseError(
