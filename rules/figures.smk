@@ -28,7 +28,7 @@ rule fig_lambada_over_training:
         global_batch_size=SUITE.training.global_batch_size,
         epoch_boundaries=config["eval"]["epoch_boundaries"],
     script:
-        "../scripts/fig_lambada_over_training.py"
+        "../scripts/fig_over_training.py"
 
 
 rule fig_over_training:
@@ -48,6 +48,7 @@ rule fig_over_training:
     conda:
         "../envs/pipeline.yaml"
     params:
+        task=lambda wc: wc.task,
         sizes=SIZES,
         variants=VARIANTS,
         global_batch_size=SUITE.training.global_batch_size,

@@ -1,4 +1,4 @@
-"""Snakemake adapter: one task's accuracy over training for every model (Figs 10-15)."""
+"""Snakemake adapter: one task over training for every model (Figs 10-15; Fig 10 is LAMBADA)."""
 
 import pandas as pd
 
@@ -17,8 +17,8 @@ with log_to(sm.log[0]) as log:
         table,
         sm.output.pdf,
         sm.output.png,
-        task=sm.wildcards.task,
+        task=sm.params.task,
         sizes_order=sm.params.sizes,
         epoch_boundaries=boundaries,
     )
-    log.info("%s: epoch boundaries %s", sm.wildcards.task, boundaries)
+    log.info("%s: epoch boundaries %s", sm.params.task, boundaries)

@@ -101,21 +101,9 @@ def test_paper_suite_plans_without_network(tmp_path):
     ],
 )
 def test_paper_suite_plans_from_released_data(tmp_path, overlay, expected):
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile")]
-        + ["--directory", str(tmp_path), "--configfile", "config/pythia.yaml"]
-        + [f"config/sources/{overlay}.yaml"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    counts = _dry_run_counts(
+        tmp_path, "--configfile", "config/pythia.yaml", f"config/sources/{overlay}.yaml"
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    counts = {}
-    for line in proc.stdout.split("Job stats:")[1].splitlines()[3:]:
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit():
-            counts[parts[0]] = int(parts[1])
     for rule in ("corpus", "tokenize", "dedup", "dedup_signatures", "deduped_documents"):
         assert rule not in counts, rule
     for rule, n in expected.items():
@@ -124,21 +112,14 @@ def test_paper_suite_plans_from_released_data(tmp_path, overlay, expected):
 
 
 def test_paper_figure_from_published_checkpoints_plans_no_training(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile")]
-        + ["--directory", str(tmp_path), "results/pythia/figures/lambada_over_training.pdf"]
-        + ["--configfile", "config/pythia.yaml", "--config", "checkpoints=published"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    counts = _dry_run_counts(
+        tmp_path,
+        "results/pythia/figures/lambada_over_training.pdf",
+        "--configfile",
+        "config/pythia.yaml",
+        "--config",
+        "checkpoints=published",
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    counts = {}
-    for line in proc.stdout.split("Job stats:")[1].splitlines()[3:]:
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit():
-            counts[parts[0]] = int(parts[1])
     # 16 models x 27 steps fetched from EleutherAI/pythia-*; 0-shot at all, 5-shot at 15
     assert counts["fetch_published"] == 16 * 27
     assert sum(n for r, n in counts.items() if r.startswith("evaluate_")) == 16 * (27 + 15)
@@ -151,3 +132,22 @@ def test_paper_figure_from_published_checkpoints_plans_no_training(tmp_path):
         "prefetch_eval_data",  # lm-eval task data, once, before the offline eval jobs
         "total",
     }
+
+
+def _dry_run_counts(tmp_path, *args) -> dict[str, int]:
+    """Jobs per rule of `snakemake -n` in a scratch directory (no network, nothing runs)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile")]
+        + ["--directory", str(tmp_path), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    counts = {}
+    for line in proc.stdout.split("Job stats:")[1].splitlines()[3:]:
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    return counts

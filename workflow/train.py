@@ -735,6 +735,20 @@ def _train_segment(
     data_fp = data_fingerprint(samples_prefix)
     cfg_hash = config_hash(spec, training)
     resume_meta: dict[str, Any] = {}
+
+    def resumable(ckpt: Path, step: int) -> dict[str, Any]:
+        return check_resume(
+            ckpt,
+            step=step,
+            data_fp=data_fp,
+            cfg_hash=cfg_hash,
+            world_size=world,
+            zero_stage=training.zero_stage,
+            variant=variant,
+            size=size,
+            engine_stage=effective_zero_stage(training, spec, world),
+        )
+
     start = segment.start  # the last step already trained
     pdir = preempt_dir(out_dirs, segment)
     if not init_only and (pdir / CHECKPOINT_JSON).exists():
@@ -747,17 +761,7 @@ def _train_segment(
             ]
             if lost:
                 raise TrainingError(f"the checkpoints of steps {lost} it had made are missing")
-            check_resume(
-                pdir,
-                step=pstep,
-                data_fp=data_fp,
-                cfg_hash=cfg_hash,
-                world_size=world,
-                zero_stage=training.zero_stage,
-                variant=variant,
-                size=size,
-                engine_stage=effective_zero_stage(training, spec, world),
-            )
+            resumable(pdir, pstep)
         except TrainingError as e:
             say(f"ignoring the preempted state {pdir}: {e}")
         else:
@@ -770,17 +774,7 @@ def _train_segment(
                     os.replace(pdir / "done" / f"step{s}", out_dirs[s])
             _barrier()
     if not init_only:
-        resume_meta = check_resume(
-            Path(resume_from),
-            step=start,
-            data_fp=data_fp,
-            cfg_hash=cfg_hash,
-            world_size=world,
-            zero_stage=training.zero_stage,
-            variant=variant,
-            size=size,
-            engine_stage=effective_zero_stage(training, spec, world),
-        )
+        resume_meta = resumable(Path(resume_from), start)
     vocab = tokenizer_vocab_size(tokenizer_path)
     check_vocab(data, samples_prefix, tokenizer_path, vocab, first_step=max(start, 0) + 1, batch=b)
     # From step 0 without a usable DeepSpeed state (saved by another number of ranks), the HF
