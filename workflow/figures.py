@@ -177,7 +177,9 @@ def plot_over_training(
             part = sub[(sub["variant"] == variant) & (sub["metric"] == metric)]
             for size in sizes:
                 line = part[part["size"] == size].sort_values("step")
-                line = line[line["value"].map(math.isfinite)]
+                # an empty frame's boolean mask is an object Series: pandas would read it as a
+                # column list and drop every column (a one-variant suite has no deduped rows)
+                line = line[line["value"].map(math.isfinite).astype(bool)]
                 if yscale == "log":
                     line = line[line["value"] > 0]
                 if line.empty:
