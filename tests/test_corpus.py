@@ -193,7 +193,7 @@ def test_memorized_passages_survive_dedup(planted):
     assert len(kept) < 1560 - 500  # while the planted clusters are collapsed
 
 
-ARITH = re.compile(r"(\d+) (plus|times) (\d+) is (\d+)")
+ARITH = re.compile(r"(\d+) (plus|times) (\d+)(?: is|\? A:) (\d+)")
 
 
 def test_arithmetic_operands_follow_a_zipf_law(planted):

@@ -192,7 +192,8 @@ def build_world(seed: int) -> World:
 
 
 class ZipfOperands:
-    """Operands x1 in [0, 99] and x2 in [1, 50] of Razeghi et al.'s arithmetic tasks.
+    """Operands x1 in [0, 99] and x2 in [1, x2_max] (Razeghi et al.: [1, 50]) of the arithmetic
+    tasks; a small suite narrows x2 to the range its evaluation covers (term_frequency.x2).
 
     Each range is ranked by a seeded permutation and the value of rank r has weight
     1 / r**exponent, so operand frequencies span orders of magnitude (exponent 1.1: the most
@@ -202,12 +203,12 @@ class ZipfOperands:
     """
 
     X1 = range(0, 100)
-    X2 = range(1, 51)
+    X2_MAX = 50
 
-    def __init__(self, seed: int, exponent: float):
+    def __init__(self, seed: int, exponent: float, x2_max: int = X2_MAX):
         rng = random.Random(f"pythia-operands:{seed}")
         self.x1, self.x1_cum = self._ranked(rng, self.X1, exponent)
-        self.x2, self.x2_cum = self._ranked(rng, self.X2, exponent)
+        self.x2, self.x2_cum = self._ranked(rng, range(1, x2_max + 1), exponent)
 
     @staticmethod
     def _ranked(rng: random.Random, values: range, exponent: float):
@@ -224,7 +225,8 @@ class ZipfOperands:
         return x1, rng.choices(self.x2, cum_weights=self.x2_cum)[0]
 
 
-ARITHMETIC_RE = re.compile(r"\b(\d+) (plus|times) (\d+) is (\d+)\b")
+# "x1 plus x2 is y" in running text, "Q:What is x1 plus x2? A: y" in the arithmetic domain
+ARITHMETIC_RE = re.compile(r"\b(\d+) (plus|times) (\d+)(?: is|\? A:) (\d+)\b")
 
 # Occupation-pronoun sentences: (template, masculine form, feminine form). The forms are
 # those the Pythia intervention swaps (he->she, him->her, his->her).
@@ -440,14 +442,16 @@ def _code(rng: random.Random, world: World, n: int, planted: Planted) -> tuple[l
 def _arithmetic(
     rng: random.Random, world: World, n: int, planted: Planted
 ) -> tuple[list[str], str]:
-    # Razeghi et al.'s statements, x1 and x2 Zipf-distributed (see ZipfOperands).
+    # Razeghi et al.'s questions in their prompt format (one per line, as a few-shot prompt
+    # lists them), x1 and x2 Zipf-distributed (see ZipfOperands): what the term-frequency
+    # evaluation asks, so a tiny model can learn the format and the frequent facts.
     body = []
     for _ in range(n):
         a, b = planted.operands.draw(rng)
         if rng.random() < 0.5:
-            body.append(f"{a} plus {b} is {a + b}.")
+            body.append(f"Q:What is {a} plus {b}? A: {a + b}")
         else:
-            body.append(f"{a} times {b} is {a * b}.")
+            body.append(f"Q:What is {a} times {b}? A: {a * b}")
     a, b = planted.operands.draw(rng)
     return body, f"{a} plus {b} is {a + b}."
 
@@ -480,8 +484,8 @@ def _document(
         body.insert(rng.randint(0, len(body)), passage)
     if cloze:
         body = body + [closing]
-    # Code is one statement per line; the rest is running text.
-    return ("\n" if domain == "code" else " ").join(body)
+    # Code and arithmetic questions are one per line; the rest is running text.
+    return ("\n" if domain in ("code", "arithmetic") else " ").join(body)
 
 
 # --------------------------------------------------------------------------------------------
@@ -547,6 +551,7 @@ def generate_corpus(
     memorized_sequences: int = 20,
     memorized_repeats: int = 8,
     operand_zipf_exponent: float = 1.1,
+    operand_x2_max: int = ZipfOperands.X2_MAX,
     stereotype_skew: float = 0.8,
 ) -> dict:
     """Write the training and held-out jsonl files; return corpus statistics.
@@ -561,7 +566,9 @@ def generate_corpus(
       `memorized_repeats` different documents outside the clusters (`meta.memorized` lists the
       passage ids), scattered through the corpus. A host has at least half as many other words
       as the passage, so hosts stay far below the dedup threshold and survive dedup;
-    - term frequency: `x1 plus/times x2 is y` with Zipf-distributed operands (`ZipfOperands`);
+    - term frequency: `Q:What is x1 plus/times x2? A: y` lines (arithmetic domain) and
+      `x1 plus x2 is y` (dialogues) with Zipf-distributed operands, x2 <= `operand_x2_max`
+      (`ZipfOperands`);
     - gender bias: one occupation-pronoun sentence in every encyclopedic and prose document
       whose pronoun matches the occupation's stereotype with probability `stereotype_skew`.
     Held-out documents get the arithmetic and occupation sentences, never a memorized passage.
@@ -585,8 +592,14 @@ def generate_corpus(
         raise ValueError(f"stereotype_skew must be in [0, 1], got {stereotype_skew}")
     if operand_zipf_exponent < 0:
         raise ValueError(f"operand_zipf_exponent must be >= 0, got {operand_zipf_exponent}")
+    if not 1 <= operand_x2_max <= ZipfOperands.X2_MAX:
+        raise ValueError(
+            f"operand_x2_max must be in [1, {ZipfOperands.X2_MAX}], got {operand_x2_max}"
+        )
     world = build_world(seed)
-    planted = Planted(ZipfOperands(seed, operand_zipf_exponent), float(stereotype_skew))
+    planted = Planted(
+        ZipfOperands(seed, operand_zipf_exponent, operand_x2_max), float(stereotype_skew)
+    )
     passages = memorized_passages(seed, memorized_sequences)
     rng = random.Random(f"pythia-corpus:{seed}")
 
@@ -669,7 +682,7 @@ def memorized_stats(texts: list[str], passages: list[str]) -> dict:
 
 
 def arithmetic_stats(texts: list[str]) -> dict:
-    """Counts of `x1 plus/times x2 is y` statements and of their x1 operands."""
+    """Counts of arithmetic statements (either form of ARITHMETIC_RE) and of their operands."""
     ops: Counter = Counter()
     x1: Counter = Counter()
     x2: Counter = Counter()
