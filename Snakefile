@@ -21,6 +21,7 @@ include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/hub.smk"
 include: "rules/eval.smk"
+include: "rules/intervention.smk"
 include: "rules/figures.smk"
 include: "rules/plan.smk"
 

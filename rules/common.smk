@@ -118,5 +118,6 @@ def get_final_output():
         ),
         # published checkpoints are not re-uploaded
         *(hub_receipts() if trained else []),
+        *intervention_targets(),
         run_path("plan", "jobs.csv"),
     ]

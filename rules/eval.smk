@@ -24,11 +24,26 @@ EMBEDDED_CHOICE_TASKS = [
     for t in config["eval"]["tasks"]
     if t in ("piqa_style", "sciq_style", "winogrande_style")
 ]
-REMOTE_TASKS = [
-    t
-    for t in config["eval"]["tasks"]
-    if t != "lambada_cloze" and t not in EMBEDDED_CHOICE_TASKS
-]
+# lm-eval's own tasks (their data is fetched once by prefetch_eval_data), also those of the
+# intervention when it has runs
+_IV_TASKS = (
+    [
+        config["intervention"]["crows_task"],
+        *config["intervention"]["winobias_tasks"],
+        config["intervention"]["lambada_task"],
+    ]
+    if config["intervention"]["runs"]
+    else []
+)
+REMOTE_TASKS = list(
+    dict.fromkeys(
+        t
+        for t in [*config["eval"]["tasks"], *_IV_TASKS]
+        if t != "lambada_cloze"
+        and t not in EMBEDDED_CHOICE_TASKS
+        and t not in ("crows_pairs_style", "winobias_style_pro", "winobias_style_anti")
+    )
+)
 
 
 rule choice_tasks:

@@ -141,6 +141,31 @@ def _check_semantics(config: dict, source: str) -> None:
                     f"eval.fewshot_steps.{shots}: step {s} is beyond training.train_iters "
                     f"{t['train_iters']}"
                 )
+    iv = config.get("intervention") or {}
+    for i, r in enumerate(iv.get("runs", [])):
+        where = f"intervention.runs[{i}]"
+        if r["size"] not in config["models"]:
+            problems.append(f"{where}.size: {r['size']!r} is not a model of `models`")
+        if iv["variant"] not in config["variants"]:
+            problems.append(f"intervention.variant: {iv['variant']!r} is not in variants")
+        try:
+            intervention_start(t["train_iters"], r["fraction"], iv["round_start_to"])
+        except ConfigError as e:
+            problems.append(f"{where}.fraction: {e}")
+            continue
+    if iv.get("runs") and iv["baseline"] == "main" and not problems:
+        ck = t["checkpoints"]
+        scheduled = set(
+            checkpoint_schedule(t["train_iters"], ck["every"], ck["log_spaced"], tuple(ck["extra"]))
+        )
+        for r in intervention_runs(config):
+            missing = sorted(set(r.window) - scheduled)
+            if missing:
+                problems.append(
+                    f"intervention.baseline: 'main' needs the suite's checkpoints at the window "
+                    f"steps of {r.size} at {r.fraction}, but {missing[:5]} are not scheduled; "
+                    "use baseline: control or a checkpoint_every that matches the schedule"
+                )
     data = config["data"]
     if data["source"] == "pile_jsonl" and not data["pile"]["urls"]:
         problems.append("data.pile.urls: source 'pile_jsonl' needs at least one URL or path")
@@ -230,15 +255,19 @@ class Segment:
     steps: tuple[int, ...]
 
 
-def training_segments(schedule: list[int], segment_steps: int) -> list[Segment]:
+def training_segments(
+    schedule: list[int], segment_steps: int, boundaries: tuple[int, ...] = ()
+) -> list[Segment]:
     """Cut the schedule into jobs of about `segment_steps` steps.
 
     Step 0 (the initialisation) is its own segment with start -1. A segment ends on the first
-    scheduled step at least `segment_steps` after its start, so boundaries are always
-    checkpoints and every scheduled step belongs to exactly one segment.
+    scheduled step at least `segment_steps` after its start, or earlier on one of `boundaries`
+    (steps whose checkpoint must hold the optimizer state, as an intervention's start; they are
+    saved even when not scheduled), so boundaries are always checkpoints and every scheduled step belongs to exactly
+    one segment.
     """
     segments = []
-    rest = [s for s in schedule if s > 0]
+    rest = sorted({s for s in (*schedule, *boundaries) if s > 0})
     if schedule and schedule[0] == 0:
         segments.append(Segment(-1, 0, (0,)))
         start = 0
@@ -247,10 +276,61 @@ def training_segments(schedule: list[int], segment_steps: int) -> list[Segment]:
     while rest:
         # end on the first scheduled step at least segment_steps after start (or the last one)
         end = next((s for s in rest if s >= start + segment_steps), rest[-1])
+        end = min([end, *(b for b in boundaries if start < b < end)])
         segments.append(Segment(start, end, tuple(s for s in rest if s <= end)))
         rest = [s for s in rest if s > end]
         start = end
     return segments
+
+
+# --------------------------------------------------------------------------- intervention
+
+
+@dataclass(frozen=True)
+class InterventionRun:
+    """One gender-bias intervention (paper §3.1): `size` of `variant` continues from its step
+    `start` checkpoint (weights and optimizer state) to `end` with pronouns swapped, saving
+    `window` (the steps after the start, every `checkpoint_every`, and the end)."""
+
+    size: str
+    variant: str
+    fraction: float
+    start: int
+    end: int
+    window: tuple[int, ...]
+
+    @property
+    def name(self) -> str:
+        """`intervention7` for 7% (the label of the run's directories and rules)."""
+        return f"intervention{round(self.fraction * 100):g}"
+
+
+def intervention_start(train_iters: int, fraction: float, round_to: int = 1) -> int:
+    """(1 - fraction) x train_iters rounded to a multiple of `round_to` (0.07 of Pythia's
+    143000 steps at 1000: 133000)."""
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"intervention fraction {fraction} is outside (0, 1)")
+    start = round((1.0 - fraction) * train_iters / round_to) * round_to
+    if not 0 < start < train_iters:
+        raise ConfigError(
+            f"intervention fraction {fraction} of {train_iters} steps rounded to a multiple of "
+            f"{round_to} starts at step {start}: outside (0, {train_iters})"
+        )
+    return start
+
+
+def intervention_runs(config: Mapping[str, Any]) -> list[InterventionRun]:
+    iv, t = config.get("intervention") or {}, config["training"]
+    total = t["train_iters"]
+    runs = []
+    for r in iv.get("runs", []):
+        start = intervention_start(total, r["fraction"], iv["round_start_to"])
+        every = iv["checkpoint_every"]
+        window = sorted({*range(start + every, total, every), total})
+        runs.append(
+            InterventionRun(r["size"], iv["variant"], r["fraction"], start, total, tuple(window))
+        )
+    return runs
 
 
 # --------------------------------------------------------------------------- typed views
@@ -398,7 +478,16 @@ class SuiteConfig:
         )
 
     def segments(self, size: str) -> list[Segment]:
-        return training_segments(list(self.training.schedule), self.models[size].segment_steps)
+        """Training jobs of `size`: the suite's schedule, plus the start of each intervention
+        on this size as a segment boundary (its checkpoint keeps the optimizer state)."""
+        starts = tuple(r.start for r in self.interventions if r.size == size)
+        return training_segments(
+            list(self.training.schedule), self.models[size].segment_steps, starts
+        )
+
+    @property
+    def interventions(self) -> list[InterventionRun]:
+        return [r for r in intervention_runs(self.raw) if r.size in self.models]
 
     def eval_steps(self, shots: int | None = None) -> list[int]:
         """The checkpoints evaluated (with `shots` examples: eval.fewshot_steps may give that

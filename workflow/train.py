@@ -436,12 +436,19 @@ def train_step(
     rank: int,
     world_size: int,
     own_grad_norm: bool,
+    token_map: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """One optimizer step (all its micro-batches); returns the step's metrics."""
+    """One optimizer step (all its micro-batches); returns the step's metrics.
+
+    `token_map` (a lookup table over the vocabulary) rewrites the step's tokens before use:
+    the intervention's pronoun swap, applied to the same rows in the same order."""
     t0 = time.perf_counter()
     lr = float(engine.get_lr()[0])  # the LR this update uses (scheduler advances in step())
     start, stop = step_rows(step, batch, rank, world_size)
-    rows = torch.from_numpy(data.get_rows(start, stop).astype(np.int64)).to(engine.device)
+    rows = data.get_rows(start, stop).astype(np.int64)
+    if token_map is not None:
+        rows = token_map[rows]
+    rows = torch.from_numpy(rows).to(engine.device)
     losses = []
     grad_norm = None
     for i in range(0, rows.size(0), micro):
@@ -651,11 +658,15 @@ def train_segment(
     resume_from: Path | None,
     log: Callable[[str], Any] = print,
     metrics_path: str | os.PathLike | None = None,
+    token_map: np.ndarray | None = None,
+    extra_meta: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Run one segment; returns the per-step metrics (empty for the init segment).
 
     On SIGTERM/SIGUSR1 the segment saves its state after the step in flight and raises
-    `Preempted`; run again, it continues from that state (bit-exact)."""
+    `Preempted`; run again, it continues from that state (bit-exact). `token_map` rewrites the
+    tokens of every step (see train_step) and `extra_meta` is recorded in every checkpoint
+    (the intervention's)."""
     with launcher_env(), _preemption_signals() as caught:
         return _train_segment(
             config,
@@ -669,6 +680,8 @@ def train_segment(
             log=log,
             metrics_path=metrics_path,
             caught=caught,
+            token_map=token_map,
+            extra_meta=extra_meta,
         )
 
 
@@ -685,6 +698,8 @@ def _train_segment(
     log: Callable[[str], Any],
     metrics_path: str | os.PathLike | None,
     caught: Mapping[str, int | None],
+    token_map: np.ndarray | None = None,
+    extra_meta: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     from workflow.model import build_model
     from workflow.step_log import (
@@ -809,6 +824,7 @@ def _train_segment(
         "world_size": world,
         "micro_batch_size": micro,
         "gradient_accumulation_steps": gas,
+        **(extra_meta or {}),
     }
 
     def meta_for(step: int, metrics: dict | None) -> dict:
@@ -848,6 +864,7 @@ def _train_segment(
             world_size=world,
             own_grad_norm=effective_zero_stage(training, spec, world) == 0
             and spec.precision == "fp32",
+            token_map=token_map,
         )
         gn = "n/a" if m["grad_norm"] is None else f"{m['grad_norm']:.6f}"
         say(

@@ -1,0 +1,221 @@
+# The gender-bias intervention (paper §3.1; Figs 1, 2, 6): continue a model from its checkpoint
+# and optimizer state at (1 - f) x T with masculine pronoun tokens swapped to feminine ones, then
+# evaluate the baseline and intervention arms over the window on CrowS-Pairs-like, WinoBias-like
+# and LAMBADA tasks.
+
+IV = config["intervention"]
+INTERVENTIONS = (
+    SUITE.interventions if config["checkpoints"]["source"] == "trained" else []
+)
+GENERATED_BIAS_TASKS = [
+    t
+    for t in [IV["crows_task"], *IV["winobias_tasks"]]
+    if t in ("crows_pairs_style", "winobias_style_pro", "winobias_style_anti")
+]
+
+
+def intervention_dir(run, arm, step):
+    """Checkpoints of an arm: `intervention7/step{N}` beside the model's own steps; the
+    baseline is the model's own checkpoint, or its `control7` continuation."""
+    if arm == "baseline" and (step == run.start or IV["baseline"] == "main"):
+        return checkpoint_dir(run.variant, run.size, step)
+    kind = (
+        run.name
+        if arm == "intervention"
+        else run.name.replace("intervention", "control")
+    )
+    return run_path("models", run.variant, run.size, kind, f"step{step}")
+
+
+def intervention_evals(run):
+    """(checkpoint, eval JSON) of both arms: the baseline from the start, the intervention
+    over the window (at the start both arms are the same weights)."""
+    pairs = []
+    for arm in ("baseline", "intervention"):
+        steps = ([run.start] if arm == "baseline" else []) + list(run.window)
+        for step in steps:
+            pairs.append(
+                (
+                    intervention_dir(run, arm, step),
+                    run_path(
+                        "evals",
+                        "intervention",
+                        run.size,
+                        run.name,
+                        arm,
+                        f"step{step}.json",
+                    ),
+                )
+            )
+    return pairs
+
+
+def intervention_targets():
+    if not INTERVENTIONS:
+        return []
+    return [
+        run_path("tables", "intervention.csv"),
+        *expand(
+            run_path("figures", "intervention_{fig}.{ext}"),
+            fig=["crows_pairs", "winobias", "lambada"],
+            ext=["pdf", "png"],
+        ),
+    ]
+
+
+rule bias_tasks:
+    # CrowS-Pairs-like pairs and WinoBias-like pro/anti items over the planted occupations
+    output:
+        expand(
+            run_path("evals", "tasks", "{task}.{ext}"),
+            task=["crows_pairs_style", "winobias_style_pro", "winobias_style_anti"],
+            ext=["jsonl", "yaml"],
+        ),
+        run_path("evals", "tasks", "bias_metrics.py"),
+    log:
+        run_path("logs", "evals", "bias_tasks.log"),
+    conda:
+        "../envs/pipeline.yaml"
+    params:
+        num_items=IV["bias_items"],
+        seed=SUITE.training.seed,
+    script:
+        "../scripts/bias_tasks.py"
+
+
+rule swap_map:
+    # the pronoun map of this suite's tokenizer (he->she, him->her, his->her, 4 forms each)
+    input:
+        run_path("data", "tokenizer", "tokenizer.json"),
+    output:
+        run_path("models", "intervention_swap_map.json"),
+    log:
+        run_path("logs", "intervention", "swap_map.log"),
+    conda:
+        "../envs/pipeline.yaml"
+    params:
+        swap=IV["swap"],
+    script:
+        "../scripts/swap_map.py"
+
+
+for _i, _run in enumerate(INTERVENTIONS):
+    _tag = re.sub(r"\W", "_", _run.size) + "_" + _run.name
+    _arms = ["intervention"] + (["control"] if IV["baseline"] == "control" else [])
+    for _arm in _arms:
+
+        rule:
+            name:
+                f"{_arm}_{_tag}"
+            input:
+                start=checkpoint_dir(_run.variant, _run.size, _run.start),
+                samples=samples_files(_run.variant),
+                tokenizer=run_path("data", "tokenizer", "tokenizer.json"),
+                swap=(
+                    run_path("models", "intervention_swap_map.json")
+                    if _arm == "intervention"
+                    else []
+                ),
+            output:
+                [
+                    directory(
+                        intervention_dir(
+                            _run,
+                            "intervention" if _arm == "intervention" else "baseline",
+                            s,
+                        )
+                    )
+                    for s in _run.window
+                ],
+            log:
+                run_path("logs", "intervention", f"{_tag}_{_arm}.log"),
+            conda:
+                "../envs/train-gpu.yaml"
+            threads: SUITE.training.threads
+            params:
+                run=_i,
+                arm=_arm,
+                # a function, so "{step}" stays a template for the script
+                out_template=lambda wc, t=intervention_dir(
+                    _run,
+                    "intervention" if _arm == "intervention" else "baseline",
+                    "{step}",
+                ): t,
+            script:
+                "../scripts/intervene.py"
+
+    rule:
+        name:
+            f"evaluate_{_tag}"
+        input:
+            checkpoints=[c for c, _ in intervention_evals(_run)],
+            task=(
+                run_path("evals", "tasks", f"{IV['lambada_task']}.yaml")
+                if IV["lambada_task"] == "lambada_cloze"
+                else []
+            ),
+            choice_tasks=expand(
+                run_path("evals", "tasks", "{task}.yaml"), task=GENERATED_BIAS_TASKS
+            ),
+            prefetched=(
+                run_path("evals", "tasks", "prefetch.json") if REMOTE_TASKS else []
+            ),
+        output:
+            [e for _, e in intervention_evals(_run)],
+        log:
+            run_path("logs", "evals", "intervention", f"{_tag}.log"),
+        conda:
+            "../envs/pipeline.yaml"
+        threads: config["eval"]["threads"]
+        resources:
+            mem_mb=4000,
+        params:
+            eval={
+                "tasks": [IV["crows_task"], *IV["winobias_tasks"], IV["lambada_task"]],
+                "batch_size": IV["batch_size"],
+                "limit": None,
+            },
+            shots=0,
+        script:
+            "../scripts/evaluate.py"
+
+
+rule intervention_table:
+    input:
+        [e for run in INTERVENTIONS for _, e in intervention_evals(run)],
+    output:
+        run_path("tables", "intervention.csv"),
+    log:
+        run_path("logs", "tables", "intervention.log"),
+    conda:
+        "../envs/pipeline.yaml"
+    params:
+        runs=[
+            dict(size=r.size, name=r.name, fraction=r.fraction, start=r.start)
+            for r in INTERVENTIONS
+        ],
+        train_iters=SUITE.training.train_iters,
+        crows_task=IV["crows_task"],
+        winobias_tasks=IV["winobias_tasks"],
+        lambada_task=IV["lambada_task"],
+    script:
+        "../scripts/intervention_table.py"
+
+
+rule fig_intervention:
+    # Fig 1 (crows_pairs), Fig 2 (winobias), Fig 6 (lambada)
+    input:
+        run_path("tables", "intervention.csv"),
+    output:
+        pdf=run_path("figures", "intervention_{fig}.pdf"),
+        png=run_path("figures", "intervention_{fig}.png"),
+    log:
+        run_path("logs", "figures", "intervention_{fig}.log"),
+    wildcard_constraints:
+        fig="crows_pairs|winobias|lambada",
+    conda:
+        "../envs/pipeline.yaml"
+    params:
+        fig=lambda wc: wc.fig,
+    script:
+        "../scripts/fig_intervention.py"

@@ -1,0 +1,11 @@
+"""Snakemake adapter: CrowS-Pairs-like and WinoBias-like tasks over the planted occupations."""
+
+from pathlib import Path
+
+from workflow.bias_tasks import build_bias_tasks
+from workflow.logs import log_to
+
+sm = snakemake  # noqa: F821
+with log_to(sm.log[0]) as log:
+    counts = build_bias_tasks(Path(sm.output[0]).parent, items=sm.params.num_items, seed=sm.params.seed)
+    log.info("items per task: %s", counts)
