@@ -267,13 +267,16 @@ def evaluate_checkpoint(
     revision: str | None = None,
     device: str = "cpu",
     bootstrap_iters: int = 1000,
+    log_samples: bool = False,
 ) -> dict[str, Any]:
     """Run lm-eval's ``simple_evaluate`` with the ``hf`` model on `model_path`.
 
     `model_path` is a checkpoint directory, or a Hub repo id (then `revision`, e.g. ``step1000``,
     selects the checkpoint; it is refused for a directory, where lm-eval would silently ignore it).
     Only the task YAMLs in `tasks_dir` are indexed (no built-in tasks). Returns a JSON-serialisable
-    dict: {results: {task: {metric: value}}, versions, n_samples, config, checkpoint}.
+    dict: {results: {task: {metric: value}}, versions, n_samples, config, checkpoint}, and with
+    `log_samples` {samples: {task: [{doc, filtered_resps, <metric>: value}]}} (per-document
+    scores, e.g. accuracy per operand for the term-frequency study).
     """
     from lm_eval import __version__ as lm_eval_version
     from lm_eval import simple_evaluate
@@ -327,7 +330,7 @@ def evaluate_checkpoint(
             device=device,
             limit=limit,
             bootstrap_iters=bootstrap_iters,
-            log_samples=False,
+            log_samples=log_samples,
         )
     seconds = time.perf_counter() - started
     # what the checkpoint is: our training record (data fingerprint, config hash, step) or,
@@ -335,7 +338,19 @@ def evaluate_checkpoint(
     meta = Path(model_path) / "pythia_checkpoint.json"
     if local and not meta.is_file():
         meta = Path(model_path) / "published_checkpoint.json"
+    samples = {
+        task: [
+            {
+                "doc": s["doc"],
+                "filtered_resps": s["filtered_resps"],
+                **{m: s[m] for m in s["metrics"]},
+            }
+            for s in task_samples
+        ]
+        for task, task_samples in (res.get("samples") or {}).items()
+    }
     return {
+        **({"samples": samples} if log_samples else {}),
         "results": {task: _clean_metrics(r) for task, r in res["results"].items()},
         "versions": {task: v for task, v in res.get("versions", {}).items()},
         "n_samples": res.get("n-samples", {}),
