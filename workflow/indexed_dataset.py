@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workflow.io import atomic_path
+from workflow.io import atomic_path, fault_point, remove_stale_temps
 
 MAGIC = b"MMIDIDX\x00\x00"
 VERSION = 1
@@ -77,6 +77,8 @@ class IndexedDatasetWriter:
         if self.dtype not in CODES:
             raise IndexedDatasetError(f"{self.bin_path}: unsupported dtype {self.dtype}")
         self.bin_path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(self.bin_path)  # a killed writer's
+        remove_stale_temps(self.idx_path)
         self._tmp_bin = self.bin_path.with_name(f".{self.bin_path.name}.{os.getpid()}.tmp")
         self._tmp_idx = self.idx_path.with_name(f".{self.idx_path.name}.{os.getpid()}.tmp")
         self._file = open(self._tmp_bin, "wb")
@@ -121,6 +123,7 @@ class IndexedDatasetWriter:
             self._file.close()
             with open(self._tmp_idx, "wb") as f:
                 _write_index(f, self.dtype, np.asarray(self.sizes, np.int32), self.doc_idx)
+            fault_point(self.bin_path)
             self.idx_path.unlink(missing_ok=True)
             os.replace(self._tmp_bin, self.bin_path)
             os.replace(self._tmp_idx, self.idx_path)
