@@ -14,5 +14,6 @@ with log_to(snakemake.log[0]) as log:  # noqa: F821
         index_dir=sm.output.index_maps,
         index_name_prefix=f"{sm.wildcards.variant}_documents",
         global_batch_size=sm.params.global_batch_size,
+        producer=sm.rule,
     )
     log.info("samples: %s", meta)

@@ -51,6 +51,8 @@ with log_to(sm.log[0]) as log:
                 resume_from=resume,
                 log=log.info,
                 metrics_path=metrics,
+                # named by the integrity checks when a checkpoint is found damaged
+                extra_meta={"producer": sm.rule},
             )
         except Preempted as e:  # state saved: exit "try again", the retry continues from it
             log.warning("%s", e)

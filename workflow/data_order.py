@@ -24,7 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from workflow.indexed_dataset import IndexedDatasetWriter, MMapIndexedDataset, prefix_paths
-from workflow.io import atomic_path, fingerprint, read_json, sha256_file, write_json
+from workflow.io import (
+    atomic_path,
+    file_digest,
+    fingerprint,
+    read_json,
+    sha256_file,
+    write_json,
+)
 
 
 class DataOrderError(ValueError):
@@ -152,6 +159,7 @@ def pack_samples(
     index_dir: str | os.PathLike | None = None,
     index_name_prefix: str | None = None,
     global_batch_size: int | None = None,
+    producer: str | None = None,
 ) -> dict:
     """Write `<out_prefix>.bin/.idx` (row k = NeoX training sample k, seq_length + 1 tokens),
     the three NeoX index maps (.npy) and `<out_prefix>.json` metadata; return the metadata.
@@ -213,6 +221,9 @@ def pack_samples(
         "documents_fingerprint": _documents_fingerprint(ds),
         "index_maps": {kind: str(index_dir / n) for kind, n in names.items()},
         "fingerprint": fingerprint([bin_path, idx_path], params),
+        # checked by training before use (io.verify_files); `producer` is the rule to rerun
+        "files": {p.name: file_digest(p) for p in (bin_path, idx_path)},
+        "producer": producer,
     }
     write_json(Path(str(bin_path)[: -len(".bin")] + ".json"), meta)
     return meta

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -43,35 +41,21 @@ import torch.nn.functional as F
 
 import workflow
 from workflow.config import ModelSpec, Segment, SuiteConfig, TrainingSpec
+from workflow.identity import config_hash
 from workflow.indexed_dataset import MMapIndexedDataset, prefix_paths
-from workflow.io import fingerprint, read_json, write_json
+from workflow.io import (
+    ArtifactError,
+    dir_digests,
+    fingerprint,
+    read_json,
+    verify_files,
+    write_json,
+)
 from workflow.lr_schedule import lambda_for
 
 CHECKPOINT_JSON = "pythia_checkpoint.json"
 DEEPSPEED_DIR = "deepspeed"
 DEEPSPEED_TAG = "state"
-# Fields that do not change the trained weights, so changing them must not block a resume:
-# how the job is laid out on hardware, how often it checkpoints, and the attention kernel.
-# (Micro-batching and thread count can change float summation order; they are still excluded so
-# that a model can move to other hardware, at the cost of bit-exactness across the move.)
-_OPERATIONAL_MODEL_FIELDS = (
-    "name",
-    "micro_batch_size",
-    "gradient_accumulation_steps",
-    "gpus",
-    "nodes",
-    "segment_steps",
-    "hours_per_segment",
-)
-_OPERATIONAL_TRAINING_FIELDS = (
-    "train_iters",
-    "attention",
-    "threads",
-    "schedule",
-    "peak_tflops",
-    "tensorboard",
-    "wandb_project",
-)
 # Pythia's fp16 dynamic loss scaling (reference/pythia.md §1.2).
 FP16_LOSS_SCALE = {
     "enabled": True,
@@ -130,18 +114,6 @@ def _preemption_signals():
 # --------------------------------------------------------------------------- identities
 
 
-def config_hash(spec: ModelSpec, training: TrainingSpec) -> str:
-    """sha256 of everything in the model and training specs that determines the weights."""
-    m = {k: v for k, v in dataclasses.asdict(spec).items() if k not in _OPERATIONAL_MODEL_FIELDS}
-    t = {
-        k: v
-        for k, v in dataclasses.asdict(training).items()
-        if k not in _OPERATIONAL_TRAINING_FIELDS
-    }
-    blob = json.dumps({"model": m, "training": t}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
 def data_fingerprint(samples_prefix: str | os.PathLike) -> str:
     """The sample file's fingerprint: the one its producer recorded in `<prefix>.json`, else the
     sha256 of its bytes (slow for big files, hence the producer's record is preferred)."""
@@ -152,6 +124,20 @@ def data_fingerprint(samples_prefix: str | os.PathLike) -> str:
         if recorded:
             return str(recorded)
     return fingerprint([idx_path, bin_path], {})
+
+
+def check_samples(samples_prefix: str | os.PathLike) -> None:
+    """Refuse a sample file whose bytes are not the ones its producer wrote (the digests in
+    `<prefix>.json`): a damaged file would train silently on other rows."""
+    bin_path, _ = prefix_paths(samples_prefix)
+    meta_path = Path(str(bin_path)[: -len(".bin")] + ".json")
+    meta = read_json(meta_path) if meta_path.exists() else {}
+    verify_files(
+        bin_path.parent,
+        meta.get("files"),
+        record=meta_path,
+        rule=meta.get("producer") or "pack_shuffle",
+    )
 
 
 def tokenizer_vocab_size(tokenizer_path: str | os.PathLike) -> int:
@@ -540,7 +526,12 @@ def save_checkpoint(
             engine.module.save_pretrained(tmp, safe_serialization=True)
             add_legacy_rotary_keys(tmp / "config.json")
             _save_tokenizer(tokenizer_path, tmp, seq_length)
-            write_json(tmp / CHECKPOINT_JSON, {**meta, "has_deepspeed_state": with_deepspeed})
+            # every file's digest, checked before a resume, an eval or an upload uses it
+            files = dir_digests(tmp, skip=(CHECKPOINT_JSON,))
+            write_json(
+                tmp / CHECKPOINT_JSON,
+                {**meta, "has_deepspeed_state": with_deepspeed, "files": files},
+            )
     except BaseException:
         if rank == 0:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -570,6 +561,17 @@ def load_hf_weights(model, ckpt: Path) -> None:
         )
 
 
+def verify_checkpoint_files(ckpt: str | os.PathLike, meta: Mapping[str, Any]) -> None:
+    """The checkpoint's files are the bytes its training segment wrote (io.verify_files)."""
+    verify_files(
+        ckpt,
+        meta.get("files"),
+        record=Path(ckpt) / CHECKPOINT_JSON,
+        # the segment rule that wrote it (when the script recorded it), else its output path
+        rule=meta.get("producer") or str(ckpt),
+    )
+
+
 def check_resume(
     resume_from: Path,
     *,
@@ -592,6 +594,7 @@ def check_resume(
     if not meta_path.exists():
         raise TrainingError(f"{resume_from}: not a training checkpoint (no {CHECKPOINT_JSON})")
     meta = read_json(meta_path)
+    verify_checkpoint_files(resume_from, meta)
     problems = []
     if meta.get("step") != step:
         problems.append(f"it is step {meta.get('step')}, the segment starts at step {step}")
@@ -723,6 +726,7 @@ def _train_segment(
     if not init_only and resume_from is None:
         raise TrainingError(f"segment {segment}: needs the step-{segment.start} checkpoint")
 
+    check_samples(samples_prefix)
     data = MMapIndexedDataset(samples_prefix)
     b, seq = training.global_batch_size, training.seq_length
     if len(data) < segment.end * b:
@@ -777,7 +781,7 @@ def _train_segment(
             if lost:
                 raise TrainingError(f"the checkpoints of steps {lost} it had made are missing")
             resumable(pdir, pstep)
-        except TrainingError as e:
+        except (TrainingError, ArtifactError) as e:
             say(f"ignoring the preempted state {pdir}: {e}")
         else:
             say(f"resuming the preempted segment from step {pstep} ({pdir})")
