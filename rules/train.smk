@@ -3,6 +3,8 @@
 # so Snakemake restarts a model from its last finished segment after any failure.
 
 
+from workflow.identity import config_hash
+
 if config["checkpoints"]["source"] == "trained":
 
     def _train_resources(spec):
@@ -58,6 +60,9 @@ if config["checkpoints"]["source"] == "trained":
                 resources:
                     **_train_resources(_spec),
                 params:
+                    # what the weights depend on (hyperparameters, seed): a change reruns the
+                    # segment and everything downstream instead of keeping old checkpoints
+                    config_hash=config_hash(_spec, SUITE.training),
                     size=_size,
                     start=_seg.start,
                     end=_seg.end,
