@@ -36,6 +36,7 @@ with log_to(sm.log[0]) as log:
         num_fewshot=int(sm.params.shots),
         batch_size=ev["batch_size"],
         limit=ev["limit"],
+        producer=sm.rule,
     )
     for path, result in zip(sm.output, results, strict=True):
         log.info("%s: %s (%.1f s)", path, result["results"], result["seconds"])

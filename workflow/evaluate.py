@@ -22,7 +22,14 @@ from typing import Any
 
 import yaml
 
-from workflow.io import atomic_path, read_json, sha256_file, write_json, write_text
+from workflow.io import (
+    atomic_path,
+    read_json,
+    sha256_file,
+    verify_files,
+    write_checked_json,
+    write_text,
+)
 
 CLOZE_TASK = "lambada_cloze"
 MIN_WORDS = 5
@@ -237,6 +244,10 @@ def check_checkpoint(path: str | os.PathLike) -> None:
         )
     if not (path / "tokenizer.json").is_file():
         raise CheckpointError(f"checkpoint {path}: no tokenizer.json")
+    record = path / "pythia_checkpoint.json"
+    if record.is_file():  # the bytes its training segment wrote (digests since issue #9)
+        meta = read_json(record)
+        verify_files(path, meta.get("files"), record=record, rule=meta.get("producer") or str(path))
     from tokenizers import Tokenizer
 
     vocab = Tokenizer.from_file(str(path / "tokenizer.json")).get_vocab_size(with_added_tokens=True)
@@ -373,6 +384,7 @@ def evaluate_checkpoint(
 def evaluate_checkpoints(
     model_paths: Sequence[str | os.PathLike],
     out_paths: Sequence[str | os.PathLike],
+    producer: str | None = None,
     **kwargs: Any,
 ) -> list[dict[str, Any]]:
     """Evaluate several checkpoints in one process, writing each result (atomically) as soon
@@ -383,6 +395,8 @@ def evaluate_checkpoints(
     results = []
     for model_path, out_path in zip(model_paths, out_paths, strict=True):
         result = evaluate_checkpoint(model_path, **kwargs)
-        write_json(out_path, result)
+        # with its own sha256 and the rule that rebuilds it: the tables refuse a changed file
+        result["producer"] = producer
+        write_checked_json(out_path, result)
         results.append(result)
     return results

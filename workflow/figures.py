@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from workflow.io import atomic_path, read_json
+from workflow.io import atomic_path, read_checked_json, read_json
 
 COLUMNS = ["variant", "size", "step", "shots", "task", "metric", "value", "stderr"]
 VARIANTS = ("standard", "deduped")
@@ -51,8 +51,8 @@ def collect_evals(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
                 f"eval result path {posix} does not match "
                 ".../evals/{variant}/{size}/step{N}/{shots}shot.json"
             )
-        data = read_json(path)
-        if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
+        data = read_checked_json(path)  # refuses a damaged or edited result, naming its rule
+        if not isinstance(data.get("results"), dict):
             raise ValueError(f"eval result {posix} has no 'results' mapping")
         for task, metrics in data["results"].items():
             for metric, value in metrics.items():
