@@ -8,6 +8,8 @@ sys.path.insert(0, workflow.basedir)
 
 from workflow import export_library_path
 from workflow.config import ConfigError, SuiteConfig, validate_config
+from workflow.compute import check_node_fit, eval_resources, train_resources
+from workflow.profiles import check_profile_variables
 from workflow.releases import release_for
 
 export_library_path(workflow.basedir)
@@ -23,6 +25,32 @@ except ConfigError as e:
 config.clear()
 config.update(_validated)
 SUITE = SuiteConfig.from_dict(config)
+
+def _default_resource_texts():
+    # the resources as written in the profile or on the command line, before evaluation
+    dr = workflow.resource_settings.default_resources
+    items = dr.items() if hasattr(dr, "items") else []
+    return {name: getattr(res, "raw", res) for name, res in items}
+
+
+# Before any job: a job that asks a node for more than it has, or a profile variable (Slurm
+# account/partition) left unset, would otherwise only fail at submission, job by job.
+try:
+    check_node_fit(
+        SUITE,
+        source=", ".join(map(str, workflow.config_settings.configfiles)) or "config",
+    )
+except ConfigError as e:
+    raise WorkflowError(str(e)) from None
+
+
+# After the DAG is built, before the first job is submitted; a dry run (a plan) submits nothing
+# and needs no cluster settings, and does not get here.
+onstart:
+    try:
+        check_profile_variables(_default_resource_texts())
+    except ValueError as e:
+        raise WorkflowError(str(e)) from None
 RUN = str(SUITE.run_dir())
 VARIANTS = list(SUITE.variants)
 SIZES = list(SUITE.models)

@@ -134,8 +134,9 @@ for _size in SIZES:
                 conda:
                     "../envs/pipeline.yaml"
                 threads: config["eval"]["threads"]
+                # one GPU when the suite trains on GPUs; time limit from forward FLOPs
                 resources:
-                    mem_mb=4000,
+                    **eval_resources(SUITE, SUITE.models[_size], len(_chunk), _shots),
                 params:
                     eval=config["eval"],
                     shots=_shots,

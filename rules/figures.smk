@@ -42,7 +42,12 @@ rule fig_over_training:
         ),
     output:
         pdf=run_path("figures", "over_training", "{task}.pdf"),
-        png=run_path("figures", "over_training", "{task}.png"),
+        png=report(
+            run_path("figures", "over_training", "{task}.png"),
+            caption="../report/over_training.rst",
+            category="Evaluation over training",
+            subcategory="{task}",
+        ),
     log:
         run_path("logs", "figures", "over_training_{task}.log"),
     conda:
@@ -63,7 +68,11 @@ rule fig_scores_by_size:
         run_path("tables", "evals.csv"),
     output:
         pdf=run_path("figures", "scores_by_size_step{step}.pdf"),
-        png=run_path("figures", "scores_by_size_step{step}.png"),
+        png=report(
+            run_path("figures", "scores_by_size_step{step}.png"),
+            caption="../report/scores_by_size.rst",
+            category="Evaluation by model size",
+        ),
     log:
         run_path("logs", "figures", "scores_by_size_step{step}.log"),
     conda:

@@ -1,14 +1,22 @@
-# The compute plan: every job of the suite with its GPUs and estimated GPU-hours.
+# The compute plan: every job of the suite with its GPUs, nodes, FLOPs, GPU-hours and storage
+# (workflow/plan.py), and a per-size summary against the paper's GPU-hours.
 
 
 rule plan:
     output:
-        run_path("plan", "jobs.csv"),
+        jobs=report(
+            run_path("plan", "jobs.csv"),
+            caption="../report/plan_jobs.rst",
+            category="Compute plan",
+        ),
+        summary=report(
+            run_path("plan", "summary.csv"),
+            caption="../report/plan_summary.rst",
+            category="Compute plan",
+        ),
     log:
         run_path("logs", "plan.log"),
     conda:
         "../envs/pipeline.yaml"
-    params:
-        config=config,
     script:
         "../scripts/plan.py"

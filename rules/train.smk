@@ -7,12 +7,6 @@ from workflow.identity import config_hash
 
 if config["checkpoints"]["source"] == "trained":
 
-    def _train_resources(spec):
-        res = {"runtime": int(spec.hours_per_segment * 60) or 10}
-        if spec.gpus:
-            res.update(gpu=spec.gpus, nodes=spec.nodes)
-        return res
-
     for _size, _spec in SUITE.models.items():
         for _seg in SUITE.segments(_size):
             _tag = re.sub(r"\W", "_", _size)
@@ -58,7 +52,8 @@ if config["checkpoints"]["source"] == "trained":
                     "../envs/train-gpu.yaml"
                 threads: SUITE.training.threads
                 resources:
-                    **_train_resources(_spec),
+                    # GPUs, nodes, CPUs, memory and time limit from the model size (workflow/compute.py)
+                    **train_resources(SUITE, _spec, _seg.start, _seg.end),
                 params:
                     # what the weights depend on (hyperparameters, seed): a change reruns the
                     # segment and everything downstream instead of keeping old checkpoints

@@ -32,6 +32,7 @@ with log_to(sm.log[0]) as log:
             resume_from=resume,
             state_dir=Path(sm.log[0]).parent,
             metrics_path=metrics,
+            cpus_per_task=suite.raw["compute"]["cpus_per_gpu"],
         )
         log.info("launching: %s", " ".join(cmd))
         code = subprocess.run(cmd).returncode

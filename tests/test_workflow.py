@@ -187,6 +187,21 @@ def test_evals_and_figure(run):
         assert f"{variant} models" in md and " ± " in md
 
 
+def test_report_embeds_figures_and_plan(run, tmp_path):
+    """`snakemake --report`: the figures with their captions and the compute plan."""
+    import zipfile
+
+    out = tmp_path / "report.zip"
+    proc = snakemake(run.parent.parent, "--report", str(out))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    names = zipfile.ZipFile(out).namelist()
+    for want in ("lambada_over_training.pdf", "over_training/piqa_style.png", "plan/jobs.csv"):
+        assert any(n.endswith(want) for n in names), (want, names)
+    assert any(n.endswith("plan/summary.csv") for n in names)
+    html = zipfile.ZipFile(out).read(next(n for n in names if n.endswith("report.html")))
+    assert b"Figs. 10-15 of Biderman" in html and b"estimated FLOPs" in html  # captions
+
+
 KILL_CONFIG = {
     "run": "kill",
     "variants": ["standard"],

@@ -352,7 +352,6 @@ class ModelSpec:
     nodes: int
     model_parallel: int
     segment_steps: int
-    hours_per_segment: float
 
     @property
     def head_size(self) -> int:
@@ -466,7 +465,6 @@ class SuiteConfig:
                 nodes=m["nodes"],
                 model_parallel=m["model_parallel"],
                 segment_steps=m["segment_steps"],
-                hours_per_segment=m["hours_per_segment"],
             )
         return cls(
             run=cfg["run"],

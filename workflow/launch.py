@@ -1,20 +1,34 @@
-"""Distributed launch of a training segment: torchrun on one node, srun + torchrun on several.
+"""Distributed launch of a training segment: torchrun on one node; on several, `srun` starts one
+rank per GPU and each rank takes its place from Slurm's environment.
 
 A job's rule shell has no SLURM_NTASKS/SLURM_JOB_NODELIST (the Snakemake Slurm jobstep strips
-them), so the node count is passed explicitly and the rendezvous host is read inside each task.
+them), so srun gets nodes and tasks explicitly. Inside each task srun sets SLURM_PROCID,
+SLURM_LOCALID and SLURM_NTASKS again; `python -m workflow.launch` turns them into the RANK,
+LOCAL_RANK, WORLD_SIZE and MASTER_ADDR/PORT that torch.distributed's env:// rendezvous (and so
+DeepSpeed) reads, then runs `workflow.train`. Rank 0 is the first task on the first node of the
+allocation, where the batch script (and so srun) runs: SLURM_LAUNCH_NODE_IPADDR is its address.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import shlex
+import os
+import socket
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from workflow.config import ModelSpec, Segment, SuiteConfig
 from workflow.io import atomic_path
 
 MASTER_PORT = 29500
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
 
 
 def needs_launcher(spec: ModelSpec) -> bool:
@@ -74,6 +88,7 @@ def distributed_command(
     resume_from: Path | None,
     state_dir: Path,
     metrics_path: str | Path | None = None,
+    cpus_per_task: int = 1,
 ) -> list[str]:
     """The command that starts spec.gpus ranks on each of spec.nodes nodes."""
     suite_json = Path(state_dir) / f"suite-{spec.name}-{variant}-{segment.end}.json"
@@ -99,23 +114,61 @@ def distributed_command(
             f"--nproc_per_node={spec.gpus}",
             *args,
         ]
-    inner = " ".join(
-        [
-            "MASTER_ADDR=$(scontrol show hostnames $SLURM_JOB_NODELIST | head -n1);",
-            shlex.quote(sys.executable),
-            "-m",
-            "torch.distributed.run",
-            "--nnodes",
-            str(spec.nodes),
-            "--node_rank",
-            "$SLURM_NODEID",
-            "--nproc_per_node",
-            str(spec.gpus),
-            "--master_addr",
-            "$MASTER_ADDR",
-            "--master_port",
-            str(MASTER_PORT),
-            *(shlex.quote(a) for a in args),
-        ]
-    )
-    return ["srun", "-N", str(spec.nodes), "--ntasks-per-node=1", "bash", "-c", inner]
+    tasks = spec.nodes * spec.gpus
+    return [
+        "srun",
+        "-N",
+        str(spec.nodes),
+        "-n",
+        str(tasks),
+        f"--ntasks-per-node={spec.gpus}",
+        f"--cpus-per-task={cpus_per_task}",
+        "--kill-on-bad-exit=1",
+        # a port free on this (the first) node, where rank 0 listens
+        f"--export=ALL,MASTER_PORT={free_port()}",
+        sys.executable,
+        "-m",
+        "workflow.launch",
+        *args[2:],  # workflow.launch runs workflow.train's CLI in each rank
+    ]
+
+
+def rank_env_from_slurm(env: Mapping[str, str], master_port: int = MASTER_PORT) -> dict[str, str]:
+    """The env:// rendezvous variables of this srun task (empty outside a multi-task step).
+
+    A launcher that already set RANK (torchrun) wins; MASTER_ADDR/MASTER_PORT set by the job
+    (exported through srun) win over the defaults."""
+    if "RANK" in env or "SLURM_PROCID" not in env or int(env.get("SLURM_NTASKS", "1")) < 2:
+        return {}
+    world = int(env["SLURM_NTASKS"])
+    nodes = int(env.get("SLURM_NNODES", env.get("SLURM_JOB_NUM_NODES", "1")))
+    per_node = env.get("SLURM_NTASKS_PER_NODE", "").split("(")[0].split(",")[0]
+    return {
+        "RANK": env["SLURM_PROCID"],
+        "LOCAL_RANK": env.get("SLURM_LOCALID", "0"),
+        "WORLD_SIZE": str(world),
+        "LOCAL_WORLD_SIZE": per_node or str(max(world // max(nodes, 1), 1)),
+        "MASTER_ADDR": env.get("MASTER_ADDR") or env.get("SLURM_LAUNCH_NODE_IPADDR", "127.0.0.1"),
+        "MASTER_PORT": env.get("MASTER_PORT") or str(master_port),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of one srun task: place it in the process group, then train (exit codes as
+    `python -m workflow.train`: 2 for a training error, 75 when preempted)."""
+    os.environ.update(rank_env_from_slurm(os.environ))
+    from workflow.train import PREEMPTED_EXIT, Preempted, TrainingError
+    from workflow.train import main as train_main
+
+    try:
+        train_main(argv)
+    except TrainingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except Preempted as e:
+        print(f"preempted: {e}", file=sys.stderr)
+        sys.exit(PREEMPTED_EXIT)
+
+
+if __name__ == "__main__":
+    main()

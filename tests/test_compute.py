@@ -1,0 +1,240 @@
+"""Compute plan (FLOPs, GPU-hours, storage), Slurm resources per model size, the multi-node
+launch and its rank environment, and the checks made before anything is submitted."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workflow.compute import (
+    check_node_fit,
+    eval_resources,
+    gpu_hours,
+    model_params,
+    train_resources,
+    training_flops,
+)
+from workflow.config import ConfigError, SuiteConfig, load_config, validate_config
+from workflow.launch import distributed_command, needs_launcher, rank_env_from_slurm
+from workflow.plan import format_summary, plan_jobs, summarize, write_plan
+from workflow.profiles import check_profile_variables, unset_variables
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def paper_raw():
+    return load_config("config/pythia.yaml")
+
+
+@pytest.fixture(scope="module")
+def paper(paper_raw):
+    return SuiteConfig.from_dict(paper_raw)
+
+
+def test_training_flops_are_6nd(paper):
+    spec = paper.models["12b"]
+    n = model_params(paper, spec)
+    assert n == 11_846_072_320  # reference §1.1 (padded vocab 50688 at MP 4)
+    tokens = 143_000 * 2_097_152
+    assert training_flops(n, tokens) == pytest.approx(6 * n * tokens)
+    # 4.26e22 FLOPs at 25% of 312 TFLOP/s
+    assert gpu_hours(6 * n * tokens, paper.raw["compute"]) == pytest.approx(
+        6 * n * tokens / (0.25 * 312e12) / 3600
+    )
+
+
+def test_plan_covers_every_gpu_job_with_dag_rule_names(paper_raw, paper):
+    jobs = plan_jobs(paper_raw)
+    train = [j for j in jobs if j["stage"] == "train"]
+    # one row per (variant, segment) with the DAG's rule names
+    assert len(train) == 2 * sum(len(paper.segments(s)) for s in paper.models)
+    assert {j["rule"] for j in train} >= {"init_12b", "train_12b_0_5000", "train_70m_0_10000"}
+    assert len([j for j in jobs if j["stage"] == "upload"]) == 16 * 154
+    assert len([j for j in jobs if j["stage"] == "eval_0shot"]) == 16 * 27
+    assert len([j for j in jobs if j["stage"] == "eval_5shot"]) == 16 * 15
+    t12 = [j for j in train if j["size"] == "12b" and j["variant"] == "standard"]
+    assert {(j["gpus"], j["nodes"]) for j in t12 if j["last_step"] > 0} == {(256, 32)}
+    # the segments add up to 6 N D over all 143,000 steps
+    n = model_params(paper, paper.models["12b"])
+    assert sum(j["flops"] for j in t12) == pytest.approx(6 * n * 143_000 * 2_097_152)
+    # storage: every checkpoint's fp16 weights at least
+    assert sum(j["storage_bytes"] for j in t12) > 154 * 2 * n
+
+
+def test_plan_summary_against_the_paper(paper_raw):
+    jobs = plan_jobs(paper_raw)
+    summary = {r["size"]: r for r in summarize(jobs, paper_raw)}
+    assert summary["12b"]["reference_gpu_hours"] == 2 * 72_300
+    assert summary["70m"]["gpus"] == 32 and summary["12b"]["gpus"] == 256
+    # FLOP-based at MFU 0.25: within a factor 1.5 of the paper's (unverified) Table 5 per size
+    for r in summary.values():
+        assert 0.66 < r["ratio_to_reference"] < 1.5, r
+    text = format_summary(list(summary.values()), jobs, paper_raw)
+    assert "vs reference 272,140" in text
+
+
+def test_write_plan_is_atomic_csv(tmp_path):
+    raw = load_config("tests/data/ci.yaml")
+    summary = write_plan(raw, tmp_path / "jobs.csv", tmp_path / "summary.csv")
+    header = (tmp_path / "jobs.csv").read_text().splitlines()[0]
+    assert (
+        header
+        == "rule,stage,variant,size,first_step,last_step,gpus,nodes,flops,gpu_hours,storage_bytes"
+    )
+    assert "compute plan of run 'ci'" in summary
+    assert not list(tmp_path.glob(".*"))
+
+
+@pytest.mark.parametrize(
+    "size, nodes, tasks_per_node",
+    [("70m", 4, 8), ("1b", 8, 8), ("2.8b", 8, 8), ("6.9b", 16, 8), ("12b", 32, 8)],
+)
+def test_train_resources_follow_the_paper_layout(paper, size, nodes, tasks_per_node):
+    res = train_resources(paper, paper.models[size], 0, 5000)
+    assert res["nodes"] == nodes and res["tasks_per_node"] == tasks_per_node
+    assert res["gres"] == "gpu:8"  # per node
+    assert res["mpi"] == "srun" and res["tasks_per_gpu"] == 0
+    assert "gpus" not in res and "gpu" not in res  # the plugin's plural/singular pitfalls
+    assert res["cpus_per_task"] == 8 and res["mem_mb"] == 8 * 60_000
+    assert res["runtime"] >= paper.raw["compute"]["min_runtime_minutes"]
+
+
+def test_one_node_and_cpu_resources(paper_raw):
+    raw = copy.deepcopy(paper_raw)
+    raw["models"]["70m"].update(gpus=4, nodes=1)
+    raw["models"]["160m"].update(gpus=0, nodes=1)
+    suite = SuiteConfig.from_dict(raw)
+    one = train_resources(suite, suite.models["70m"], 0, 1000)
+    assert (one["gpu"], one["nodes"], one["tasks_per_gpu"], one["cpus_per_task"]) == (4, 1, 0, 32)
+    assert "mpi" not in one and "gres" not in one
+    cpu = train_resources(suite, suite.models["160m"], 0, 1000)
+    assert set(cpu) == {"runtime"}
+    ev = eval_resources(suite, suite.models["70m"], 1, 0)
+    assert (ev["gpu"], ev["tasks_per_gpu"]) == (1, 0)
+
+
+def test_a_job_larger_than_a_node_is_refused(paper_raw):
+    raw = copy.deepcopy(paper_raw)
+    raw["models"]["12b"]["gpus"] = 16
+    with pytest.raises(ConfigError, match=r"models\.12b: .* 16 gpus, but compute\.node\.gpus is 8"):
+        check_node_fit(SuiteConfig.from_dict(raw))
+    raw = copy.deepcopy(paper_raw)
+    raw["compute"]["mem_mb_per_gpu"] = 100_000
+    with pytest.raises(ConfigError, match=r"800000 mem_mb, but compute\.node\.mem_mb is 512000"):
+        check_node_fit(SuiteConfig.from_dict(raw))
+
+
+def test_snakemake_refuses_an_oversized_node_request_before_the_dag(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    text = (REPO / "tests/data/slurm.yaml").read_text()
+    bad.write_text(text.replace("gpus: 1, nodes: 2}", "gpus: 4, nodes: 2}"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(bad)]
+        + ["--directory", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0
+    assert (
+        "models.tiny-70m-2n: a training job asks one node for 4 gpus" in proc.stdout + proc.stderr
+    )
+
+
+def test_multi_node_launch_is_one_srun_rank_per_gpu(paper, tmp_path):
+    spec = paper.models["12b"]
+    assert needs_launcher(spec)
+    seg = paper.segments("12b")[3]
+    cmd = distributed_command(
+        paper,
+        spec,
+        variant="deduped",
+        samples_prefix="s",
+        tokenizer="t.json",
+        segment=seg,
+        out_template="m/step{step}",
+        resume_from=tmp_path,
+        state_dir=tmp_path,
+        cpus_per_task=8,
+    )
+    assert cmd[:6] == ["srun", "-N", "32", "-n", "256", "--ntasks-per-node=8"]
+    assert "--cpus-per-task=8" in cmd
+    assert cmd[cmd.index("-m") + 1] == "workflow.launch"
+    assert "--start-step" in cmd and "workflow.train" not in cmd
+    assert (tmp_path / f"suite-12b-deduped-{seg.end}.json").exists()
+
+
+def test_rank_environment_from_slurm():
+    env = {
+        "SLURM_PROCID": "9",
+        "SLURM_LOCALID": "1",
+        "SLURM_NTASKS": "16",
+        "SLURM_NNODES": "2",
+        "SLURM_NTASKS_PER_NODE": "8",
+        "SLURM_LAUNCH_NODE_IPADDR": "10.0.0.5",
+        "MASTER_PORT": "40000",
+    }
+    got = rank_env_from_slurm(env)
+    assert got == {
+        "RANK": "9",
+        "LOCAL_RANK": "1",
+        "WORLD_SIZE": "16",
+        "LOCAL_WORLD_SIZE": "8",
+        "MASTER_ADDR": "10.0.0.5",
+        "MASTER_PORT": "40000",
+    }
+    # "8(x2)" is Slurm's compressed per-node count
+    no_per_node = {**env, "SLURM_NTASKS_PER_NODE": "8(x2)"}
+    assert rank_env_from_slurm(no_per_node)["LOCAL_WORLD_SIZE"] == "8"
+    assert rank_env_from_slurm({**env, "RANK": "0"}) == {}  # torchrun already placed it
+    assert rank_env_from_slurm({**env, "SLURM_NTASKS": "1"}) == {}  # a single task
+
+
+def test_profile_variables():
+    res = {"slurm_partition": "$PYTHIA_SLURM_PARTITION", "slurm_account": "${PYTHIA_A}", "x": 1}
+    assert unset_variables(res, {}) == [
+        ("slurm_partition", "PYTHIA_SLURM_PARTITION"),
+        ("slurm_account", "PYTHIA_A"),
+    ]
+    check_profile_variables(res, {"PYTHIA_SLURM_PARTITION": "gpu", "PYTHIA_A": ""})
+    with pytest.raises(ValueError, match=r"slurm_account reads \$PYTHIA_A, but the variable"):
+        check_profile_variables(res, {"PYTHIA_SLURM_PARTITION": "gpu"})
+
+
+def test_profile_slurm_resolves_from_the_repository_root(tmp_path):
+    """`snakemake --profile slurm` as written: the root's `slurm` is the profile (a plan needs no
+    cluster variables)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--profile", "slurm"]
+        + ["--configfile", "tests/data/ci.yaml", "--directory", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in __import__("os").environ.items() if not k.startswith("PYTHIA_")},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Using profiles slurm" in proc.stdout + proc.stderr
+    assert (REPO / "slurm").resolve() == (REPO / "profiles" / "slurm").resolve()
+
+
+def test_a_target_no_rule_makes_is_refused_before_submission(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--profile", "slurm"]
+        + ["--configfile", "tests/data/ci.yaml", "--directory", str(tmp_path)]
+        + ["results/ci/no/such/target.csv"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0
+    assert "No rule to produce results/ci/no/such/target.csv" in proc.stdout + proc.stderr
+
+
+def test_validated_defaults_fill_compute():
+    raw = validate_config(load_config("config/config.yaml"))
+    assert raw["compute"]["mfu"] == 0.25 and raw["compute"]["node"]["gpus"] == 8
