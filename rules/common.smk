@@ -26,6 +26,7 @@ config.clear()
 config.update(_validated)
 SUITE = SuiteConfig.from_dict(config)
 
+
 def _default_resource_texts():
     # the resources as written in the profile or on the command line, before evaluation
     dr = workflow.resource_settings.default_resources
