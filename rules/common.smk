@@ -52,6 +52,8 @@ onstart:
         check_profile_variables(_default_resource_texts())
     except ValueError as e:
         raise WorkflowError(str(e)) from None
+
+
 RUN = str(SUITE.run_dir())
 VARIANTS = list(SUITE.variants)
 SIZES = list(SUITE.models)
