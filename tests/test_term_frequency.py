@@ -1,0 +1,317 @@
+"""Term frequency (paper §3.3): operand counts on token ids against the decoded definition,
+the arithmetic tasks, Table 4's gap, and the targets in the embedded and paper DAGs."""
+
+import json
+import random
+import re
+from collections import Counter
+
+import numpy as np
+import pytest
+import yaml
+from helpers_checkpoints import _tokenizer_json
+from test_style import _dry_run_counts
+
+from workflow.indexed_dataset import write_indexed_dataset
+from workflow.term_frequency import (
+    NUMBER_RE,
+    NumberTokens,
+    TermFrequencyError,
+    answer_of,
+    arithmetic_documents,
+    binned_accuracy,
+    build_arithmetic_tasks,
+    check_config,
+    count_numbers,
+    count_numbers_reference,
+    cumulative_counts,
+    frequency_bins,
+    frequency_gap,
+    frequency_table,
+    gap_table,
+    per_x1_accuracy,
+)
+
+# digits alone, with a leading space, split over tokens, inside a token, next to letters and
+# punctuation, with a leading zero, and longer than 5 digits
+VOCAB = [
+    "a", " the", "Q", ":", "?", " A", "\n", ".", " ", "x", "b1", "1b", "1.2", " 3.", "x7y",
+    "1", "2", "3", "4", "5", "9", "0", " 1", " 4", " 51", " 10", "07", " 0", "12", "99",
+    "123456", " 5", "-", "(", "é",
+]  # fmt: skip
+
+
+def _reference_on_strings(rows, strings):
+    out = []
+    for r, row in enumerate(rows):
+        text = "".join(strings[i] for i in row)
+        for m in NUMBER_RE.finditer(text):
+            s = m.group()
+            if len(s) <= 5 and (len(s) == 1 or s[0] != "0"):
+                out.append((r, int(s)))
+    return Counter(out)
+
+
+def _counted(rows, table):
+    r, v = count_numbers(rows, table)
+    return Counter(zip(r.tolist(), v.tolist(), strict=True))
+
+
+def test_numbers_split_over_tokens_rows_and_letters_are_counted_as_decoded():
+    table = NumberTokens.from_strings(VOCAB)
+    ix = {s: i for i, s in enumerate(VOCAB)}
+
+    def row(*tokens):
+        return [ix[t] for t in tokens]
+
+    rows = np.array(
+        [
+            row(" 4", "9", "5", " the", " 51", "?", "x", "12", "a", " 1", "2", "."),
+            row("3", "1.2", "4", " the", "07", " 0", "b1", "1b", " 3.", "x7y", ".", "("),
+            row("9", "9", "9", "9", "9", "9", " 5", "é", "5", "4", "-", "\n"),
+        ],
+        dtype=np.uint16,
+    )
+    got = _counted(rows, table)
+    assert got == _reference_on_strings(rows, VOCAB)
+    # " 495", " 51" and the final " 12" (not "x12a": letters around it)
+    assert got[(0, 495)] == 1 and got[(0, 51)] == 1 and got[(0, 12)] == 1
+    assert (0, 4) not in got and (0, 9) not in got  # parts of 495, not numbers
+    assert got[(1, 31)] == 1 and got[(1, 24)] == 1  # "31.24": token "1.2" ends one, starts one
+    assert (1, 7) not in got and (1, 1) not in got  # "07" is not 7; x7y, b11b: letters around
+    assert (2, 999999) not in got and got[(2, 5)] == 1 and got[(2, 54)] == 1  # 6 digits: none
+    # a number at the end of one row and the start of the next are two numbers
+    tail = np.array([row("a", " 1", "2"), row("3", "4", "x")], dtype=np.uint16)
+    assert _counted(tail, table) == Counter({(0, 12): 1}) == _reference_on_strings(tail, VOCAB)
+
+
+def test_random_rows_match_the_decoded_count():
+    table = NumberTokens.from_strings(VOCAB)
+    rng = np.random.default_rng(0)
+    digits = np.flatnonzero(table.has_digit)
+    for width in (1, 2, 7, 33):
+        rows = rng.integers(0, len(VOCAB), size=(300, width))
+        mask = rng.random(rows.shape) < 0.6
+        rows[mask] = rng.choice(digits, int(mask.sum()))
+        assert _counted(rows.astype(np.uint16), table) == _reference_on_strings(rows, VOCAB)
+
+
+def test_byte_level_tokenizer_matches_decoding_its_rows(tmp_path):
+    tok_path = tmp_path / "tokenizer.json"
+    tok_path.write_text(_tokenizer_json())
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tok_path))
+    text = " ".join(
+        f"Q:What is {a} plus {b}? A: {a + b}\n{a}x{b} 0{b} {a * 1000003}"
+        for a, b in [(51, 4), (7, 30), (99, 1), (0, 12), (305, 77)]
+    )
+    ids = tok.encode(text).ids
+    rng = np.random.default_rng(1)
+    noise = rng.integers(0, tok.get_vocab_size(), size=len(ids))
+    stream = np.array(ids * 3 + noise.tolist(), dtype=np.uint16)
+    rows = stream[: len(stream) // 17 * 17].reshape(-1, 17)
+    table = NumberTokens.from_tokenizer(tok_path)
+    assert _counted(rows, table) == Counter(count_numbers_reference(rows, tok_path))
+    assert any(len(tok.encode(f" {n}").ids) > 1 for n in (305, 1000003))  # multi-token numbers
+
+
+def _sample_file(tmp_path, rows):
+    prefix = tmp_path / "samples"
+    write_indexed_dataset(prefix, [np.asarray(r, np.uint16) for r in rows])
+    return prefix
+
+
+def test_cumulative_counts_cover_the_rows_each_step_trained_on(tmp_path):
+    tok_path = tmp_path / "tokenizer.json"
+    tok_path.write_text(_tokenizer_json())
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tok_path))
+    rng = random.Random(3)
+    rows = []
+    for _ in range(24):
+        text = " ".join(f"{rng.choice([3, 7, 42, 99])} plus {rng.randint(1, 9)}" for _ in range(6))
+        rows.append((tok.encode(text).ids + [0] * 40)[:40])
+    prefix = _sample_file(tmp_path, rows)
+    batch, steps, values = 4, [6, 1, 3], list(range(100))
+    counts = cumulative_counts(prefix, tok_path, steps, batch, values, chunk_tokens=3 * 40)
+    for i, step in enumerate(steps):
+        ref = Counter(
+            v for _, v in count_numbers_reference(np.array(rows[: step * batch]), tok_path)
+        )
+        assert counts[i].tolist() == [ref[v] for v in values], step
+    assert (counts[0] >= counts[2]).all() and (counts[2] >= counts[1]).all()  # cumulative
+    with pytest.raises(TermFrequencyError, match=r"step 7 needs rows \[0, 28\).*has only 24"):
+        cumulative_counts(prefix, tok_path, [1, 7], batch, values)
+
+
+def test_tokenizer_that_is_not_byte_level_is_refused(tmp_path):
+    spec = json.loads(_tokenizer_json())
+    spec["decoder"] = {"type": "WordPiece", "prefix": "##", "cleanup": True}
+    path = tmp_path / "wp.json"
+    path.write_text(json.dumps(spec))
+    with pytest.raises(TermFrequencyError, match="wp.json: decoder 'WordPiece'"):
+        NumberTokens.from_tokenizer(path)
+    with pytest.raises(TermFrequencyError, match="does not exist"):
+        NumberTokens.from_tokenizer(tmp_path / "missing.json")
+
+
+# ------------------------------------------------------------------------------------ tasks
+
+
+def test_shots_never_share_x1_and_answers_are_right():
+    x1, x2 = list(range(0, 10)), list(range(1, 4))
+    for op, f in (("plus", int.__add__), ("times", int.__mul__)):
+        docs = arithmetic_documents(op, x1, x2, shots=4, seed=5)
+        assert len(docs) == len(x1) * len(x2)
+        for d in docs:
+            lines = d["prompt"].split("\n")
+            assert len(lines) == 5 and lines[-1] == f"Q:What is {d['x1']} {op} {d['x2']}? A:"
+            assert d["answer"] == str(f(d["x1"], d["x2"]))
+            shots = [re.fullmatch(rf"Q:What is (\d+) {op} (\d+)\? A: (\d+)", s) for s in lines[:-1]]
+            assert all(shots)
+            pairs = [(int(m[1]), int(m[2])) for m in shots]
+            assert len(set(pairs)) == 4 and all(a != d["x1"] and a in x1 for a, _ in pairs)
+            assert all(int(m[3]) == f(int(m[1]), int(m[2])) for m in shots)
+    assert arithmetic_documents("plus", x1, x2, 2, seed=5) == arithmetic_documents(
+        "plus", x1, x2, 2, seed=5
+    )  # seeded
+
+
+def test_task_files_are_lm_eval_generate_until_tasks(tmp_path):
+    counts = build_arithmetic_tasks(
+        tmp_path, operations=["times"], x1=[0, 4], x2=[1, 2], shots=[0, 2], max_new_tokens=5
+    )
+    assert counts == {"term_frequency_times_0shot": 10, "term_frequency_times_2shot": 10}
+    spec = yaml.safe_load((tmp_path / "term_frequency_times_2shot.yaml").read_text())
+    assert spec["output_type"] == "generate_until"
+    assert spec["generation_kwargs"] == {
+        "until": ["\n"],
+        "max_gen_toks": 5,
+        "do_sample": False,
+        "temperature": 0.0,
+    }
+    assert spec["dataset_kwargs"]["data_files"]["test"] == str(
+        (tmp_path / "term_frequency_times_2shot.jsonl").resolve()
+    )
+    first = json.loads((tmp_path / "term_frequency_times_0shot.jsonl").read_text().split("\n")[0])
+    assert first == {"x1": 0, "x2": 1, "prompt": "Q:What is 0 times 1? A:", "answer": "0"}
+
+
+def test_answer_is_the_first_number_of_at_most_five_digits():
+    assert answer_of(" 54\nQ:What") == "54"
+    assert answer_of(" the answer is 1234567") == "12345"
+    assert answer_of(" x12y 3") == "12"
+    assert answer_of(" none") is None
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(operation="minus", shots=0), "unknown operation 'minus'"),
+        (dict(operation="plus", shots=-1), "shots must be >= 0"),
+        (dict(operation="plus", shots=100), "100 shots but only 6 examples"),
+    ],
+)
+def test_bad_task_settings_are_refused(kwargs, message):
+    with pytest.raises(TermFrequencyError, match=message):
+        arithmetic_documents(x1_values=[1, 2, 3, 4], x2_values=[1, 2], seed=0, **kwargs)
+
+
+def test_per_x1_accuracy_from_logged_samples():
+    samples = [
+        {"doc": {"x1": 3, "x2": 1}, "exact_match": 1.0},
+        {"doc": {"x1": 3, "x2": 2}, "exact_match": 0.0},
+        {"doc": {"x1": 1, "x2": 1}, "exact_match": 1.0},
+    ]
+    assert per_x1_accuracy(samples) == {1: (1, 1), 3: (1, 2)}
+
+
+# ----------------------------------------------------------------------------- table, figure
+
+
+def test_gap_is_top_minus_bottom_tenth_times_100():
+    counts = np.arange(20)  # x1 with counts 0..19: bottom 2 = counts 0, 1; top 2 = 18, 19
+    acc = np.zeros(20)
+    acc[[18, 19]] = [1.0, 0.5]
+    acc[[0, 1]] = [0.25, 0.0]
+    assert frequency_gap(acc, counts) == pytest.approx(100 * (0.75 - 0.125))
+    assert frequency_gap(acc[::-1], counts[::-1]) == pytest.approx(62.5)  # order-free
+    with pytest.raises(TermFrequencyError, match="fraction"):
+        frequency_gap(acc, counts, fraction=0.7)
+    with pytest.raises(TermFrequencyError, match="equal-length"):
+        frequency_gap(acc, counts[:3])
+
+
+def test_table_joins_counts_and_bins_average_accuracy():
+    import pandas as pd
+
+    per_x1 = {"term_frequency_plus_0shot": {"0": [1, 2], "1": [0, 2], "2": [2, 2]}}
+    counts = pd.DataFrame({"step": [4] * 3, "x1": [0, 1, 2], "count": [10, 0, 1000]})
+    table = frequency_table([("m", 4, {"per_x1": per_x1})], counts)
+    assert table["accuracy"].tolist() == [0.5, 0.0, 1.0]
+    assert table["count"].tolist() == [10, 0, 1000]
+    assert set(table[["operation", "shots"]].itertuples(index=False)) == {("plus", 0)}
+    gap = gap_table(table, fraction=0.34)  # 1 of 3 x1: count 1000 (acc 1) minus count 0 (acc 0)
+    assert gap["gap"].tolist() == [100.0]
+    edges = frequency_bins(table["count"], 2)
+    x, y, n = binned_accuracy(table["accuracy"], table["count"], edges)
+    assert y.tolist() == [0.5, 1.0] and n.tolist() == [1, 1]  # count 0 is off the log axis
+    with pytest.raises(TermFrequencyError, match="no operand count"):
+        frequency_table([("m", 8, {"per_x1": per_x1})], counts)
+
+
+def _tf(**over):
+    tf = dict(
+        steps=[2, 4], variant="deduped", operations=["plus"], x1=[0, 9], x2=[1, 2],
+        shots=[0, 2], figure_shots=None, table_shots=[],
+    )  # fmt: skip
+    return {**tf, **over}
+
+
+@pytest.mark.parametrize(
+    "over, message",
+    [
+        (dict(steps=[3]), r"term_frequency.steps: \[3\] are not checkpoints"),
+        (dict(variant="standard"), "term_frequency.variant: 'standard' is not one of"),
+        (dict(x2=[5, 1]), r"term_frequency.x2 must be \[lo, hi\]"),
+        (dict(figure_shots=16), "term_frequency.figure_shots: 16 is not in shots"),
+        (dict(table_shots=[0, 4]), "term_frequency.table_shots"),
+        (dict(operations=["minus"]), "term_frequency.operations: unknown 'minus'"),
+    ],
+)
+def test_bad_config_is_refused_naming_the_key(over, message):
+    check_config(_tf(), schedule=[0, 1, 2, 4], variants=["deduped"])
+    with pytest.raises(TermFrequencyError, match=message):
+        check_config(_tf(**over), schedule=[0, 1, 2, 4], variants=["deduped"])
+
+
+# ------------------------------------------------------------------------------------ DAGs
+
+
+def test_paper_config_plans_the_figures_and_table_4(tmp_path):
+    counts = _dry_run_counts(
+        tmp_path,
+        "results/pythia/figures/term_frequency_plus.pdf",
+        "results/pythia/figures/term_frequency_times.pdf",
+        "results/pythia/tables/term_frequency_gap.md",
+        "--configfile",
+        "config/pythia.yaml",
+    )
+    # 8 deduped models x 6 checkpoints (13000..143000 every 26000), one GPU job each
+    assert sum(n for r, n in counts.items() if r.startswith("term_frequency_eval_")) == 48
+    for rule, n in [
+        ("term_frequency_tasks", 1),
+        ("term_frequency_counts", 1),
+        ("term_frequency_table", 1),
+        ("fig_term_frequency", 2),
+    ]:
+        assert counts[rule] == n, (rule, counts)
+    assert not any(r.startswith("train_") and "standard" in r for r in counts)
+
+
+def test_embedded_default_builds_the_study(tmp_path):
+    counts = _dry_run_counts(tmp_path)
+    assert counts["term_frequency_table"] == 1 and counts["fig_term_frequency"] == 2
+    assert sum(n for r, n in counts.items() if r.startswith("term_frequency_eval_")) == 8
