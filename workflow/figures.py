@@ -35,6 +35,29 @@ def size_key(size: str) -> tuple[float, str]:
     return (value, size)
 
 
+def _check_one_suite(seen: dict, checkpoint: Any, m: re.Match, posix: str) -> None:
+    """One table, one suite: every model of a variant trained on the same samples and every
+    checkpoint of a model under the same config. A result left from before a config or data
+    change (e.g. a run restricted to some sizes) is refused instead of mixed in."""
+    if not isinstance(checkpoint, dict):
+        return
+    keys = {
+        (m["variant"], "data_fingerprint"): checkpoint.get("data_fingerprint"),
+        (m["variant"], m["size"], "config_hash"): checkpoint.get("config_hash"),
+    }
+    for key, value in keys.items():
+        if value is None:
+            continue
+        if key in seen and seen[key][0] != value:
+            raise ValueError(
+                f"eval result {posix} is of a checkpoint with {key[-1]} {value[:12]}, but "
+                f"{seen[key][1]} has {seen[key][0][:12]}: results of two different "
+                "configs/data in one table; rerun Snakemake so that every result is rebuilt "
+                "under the current config"
+            )
+        seen.setdefault(key, (value, posix))
+
+
 def collect_evals(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
     """Long table [variant, size, step, shots, task, metric, value] from evaluate_checkpoint JSONs.
 
@@ -43,6 +66,7 @@ def collect_evals(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
     Metrics without a value (stderr "N/A") are left out.
     """
     rows = []
+    seen: dict[tuple, tuple[str, str]] = {}  # what the rows were trained on -> (value, file)
     for path in paths:
         posix = Path(path).as_posix()
         m = EVAL_PATH.search(posix)
@@ -51,9 +75,11 @@ def collect_evals(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
                 f"eval result path {posix} does not match "
                 ".../evals/{variant}/{size}/step{N}/{shots}shot.json"
             )
-        data = read_checked_json(path)  # refuses a damaged or edited result, naming its rule
+        # refuses a damaged or edited result, naming its rule (or, if unreadable, its path)
+        data = read_checked_json(path, rule=posix)
         if not isinstance(data.get("results"), dict):
             raise ValueError(f"eval result {posix} has no 'results' mapping")
+        _check_one_suite(seen, data.get("checkpoint"), m, posix)
         for task, metrics in data["results"].items():
             for metric, value in metrics.items():
                 if value is None or metric.endswith("_stderr"):
