@@ -87,7 +87,17 @@ def train_bpe(
         initial_alphabet=alphabet,
         show_progress=False,
     )
-    tok.train_from_iterator(_texts(jsonl_paths), trainer=trainer)
+    count = [0]
+
+    def texts() -> Iterator[str]:
+        for text in _texts(jsonl_paths):
+            count[0] += bool(text.strip())
+            yield text
+
+    tok.train_from_iterator(texts(), trainer=trainer)
+    if not count[0]:  # the trainer would return a tokenizer of bytes only, silently
+        names = ", ".join(map(str, jsonl_paths))
+        raise TokenizerError(f"{names}: no documents with text (empty corpus): nothing to train on")
     for i, special in enumerate(SPECIAL_TOKENS):
         assert tok.token_to_id(special) == i, f"{special} must be id {i}"
     with atomic_path(out_path) as tmp:
@@ -262,6 +272,8 @@ def tokenize_documents(
             if pool is not None:
                 pool.terminate()
                 pool.join()
+        if not documents:  # raised inside the writer: no empty .bin/.idx is left behind
+            raise CorpusError(f"{jsonl_path}: no documents with text (empty corpus)")
     log.info("%s: %d documents, %d tokens", out_prefix, documents, tokens)
     return {
         "documents": documents,
