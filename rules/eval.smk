@@ -69,11 +69,13 @@ rule choice_tasks:
 
 rule prefetch_eval_data:
     # lm-eval's built-in tasks download their data: once, here (needs network); the eval jobs
-    # then run with HF_DATASETS_OFFLINE=1, as compute nodes often have no internet
+    # then run with HF_DATASETS_OFFLINE=1, as compute nodes often have no internet.
     output:
         run_path("evals", "tasks", "prefetch.json"),
     log:
         run_path("logs", "evals", "prefetch.log"),
+    # first of all jobs: an unknown task name fails here, before any training is spent
+    priority: 100
     conda:
         "../envs/pipeline.yaml"
     resources:

@@ -206,8 +206,11 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     try:
         with open(path) as f:
             raw = yaml.safe_load(f) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    except yaml.YAMLError as e:  # one line: file:line:column and what the parser expected
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{where}: not valid YAML: {problem}") from None
     if overrides:
         raw = deep_update(raw, overrides)
     return validate_config(raw, source=str(path))
