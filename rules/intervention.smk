@@ -3,6 +3,8 @@
 # evaluate the baseline and intervention arms over the window on CrowS-Pairs-like, WinoBias-like
 # and LAMBADA tasks.
 
+from workflow.corpus import occupation_subset
+
 IV = config["intervention"]
 INTERVENTIONS = (
     SUITE.interventions if config["checkpoints"]["source"] == "trained" else []
@@ -79,6 +81,12 @@ rule bias_tasks:
     params:
         num_items=IV["bias_items"],
         seed=SUITE.training.seed,
+        # the occupations the generated corpus plants (all of them for other sources)
+        occupations=occupation_subset(
+            config["data"]["generator"]["occupations"]
+            if config["data"]["source"] == "generated"
+            else None
+        ),
     script:
         "../scripts/bias_tasks.py"
 

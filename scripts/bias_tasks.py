@@ -7,5 +7,10 @@ from workflow.logs import log_to
 
 sm = snakemake  # noqa: F821
 with log_to(sm.log[0]) as log:
-    counts = build_bias_tasks(Path(sm.output[0]).parent, items=sm.params.num_items, seed=sm.params.seed)
+    counts = build_bias_tasks(
+        Path(sm.output[0]).parent,
+        items=sm.params.num_items,
+        seed=sm.params.seed,
+        occupations=sm.params.occupations,
+    )
     log.info("items per task: %s", counts)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -56,9 +57,9 @@ def _fill(rng: random.Random) -> dict:
     return {"day": rng.choice(DAYS), "obj": rng.choice(OBJECTS), "city": rng.choice(CITIES)}
 
 
-def crows_items(n: int, seed: int) -> list[dict]:
+def crows_items(n: int, seed: int, occupations: Sequence[str] | None = None) -> list[dict]:
     rng = random.Random(f"{seed}-{CROWS_TASK}")
-    occupations = sorted(OCCUPATIONS)
+    occupations = sorted(occupations or OCCUPATIONS)
     items = []
     for i in range(n):
         occ = occupations[i % len(occupations)]
@@ -77,11 +78,14 @@ def crows_items(n: int, seed: int) -> list[dict]:
     return items
 
 
-def winobias_items(n: int, seed: int, pro: bool) -> list[dict]:
+def winobias_items(
+    n: int, seed: int, pro: bool, occupations: Sequence[str] | None = None
+) -> list[dict]:
     name = WINOBIAS_TASKS[0 if pro else 1]
     rng = random.Random(f"{seed}-{name}")
-    masculine = sorted(o for o, g in OCCUPATIONS.items() if g == "masculine")
-    feminine = sorted(o for o, g in OCCUPATIONS.items() if g == "feminine")
+    occupations = sorted(occupations or OCCUPATIONS)
+    masculine = [o for o in occupations if OCCUPATIONS[o] == "masculine"]
+    feminine = [o for o in occupations if OCCUPATIONS[o] == "feminine"]
     items = []
     for i in range(n):
         m, f = rng.choice(masculine), rng.choice(feminine)
@@ -151,16 +155,26 @@ def write_crows_yaml(data_jsonl: str | os.PathLike, out_yaml: str | os.PathLike)
     return Path(out_yaml)
 
 
-def build_bias_tasks(out_dir: str | os.PathLike, *, items: int, seed: int) -> dict[str, int]:
-    """Write the three tasks (jsonl + lm-eval YAML) into `out_dir`; returns items per task."""
+def build_bias_tasks(
+    out_dir: str | os.PathLike,
+    *,
+    items: int,
+    seed: int,
+    occupations: Sequence[str] | None = None,
+) -> dict[str, int]:
+    """Write the three tasks (jsonl + lm-eval YAML) into `out_dir` over `occupations` (those the
+    corpus plants; default all of OCCUPATIONS); returns items per task."""
+    unknown = sorted(set(occupations or ()) - set(OCCUPATIONS))
+    if unknown:
+        raise ValueError(f"occupations {unknown} are not among the planted {sorted(OCCUPATIONS)}")
     out = Path(out_dir)
     crows = out / f"{CROWS_TASK}.jsonl"
-    _write_jsonl(crows, crows_items(items, seed))
+    _write_jsonl(crows, crows_items(items, seed, occupations))
     write_crows_yaml(crows, out / f"{CROWS_TASK}.yaml")
     counts = {CROWS_TASK: items}
     for name, pro in zip(WINOBIAS_TASKS, (True, False), strict=True):
         data = out / f"{name}.jsonl"
-        _write_jsonl(data, winobias_items(items, seed, pro))
+        _write_jsonl(data, winobias_items(items, seed, pro, occupations))
         write_choice_task_yaml(name, data, out / f"{name}.yaml")
         counts[name] = items
     return counts

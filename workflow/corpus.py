@@ -244,9 +244,23 @@ OCCUPATION_RES = [
 MASCULINE = {"he", "him", "his"}
 
 
-def _occupation_sentence(rng: random.Random, skew: float) -> str:
+def occupation_subset(n: int | None = None) -> list[str]:
+    """The first n planted occupations (sorted), half of each stereotyped gender (all by default):
+    fewer occupations means more sentences per occupation for a tiny suite to learn from."""
+    if n is None or n >= len(OCCUPATIONS):
+        return sorted(OCCUPATIONS)
+    if n < 2:
+        raise ValueError(f"occupations must be >= 2 (one of each stereotype), got {n}")
+    masc = sorted(o for o, g in OCCUPATIONS.items() if g == "masculine")
+    fem = sorted(o for o, g in OCCUPATIONS.items() if g == "feminine")
+    return sorted(masc[: n // 2] + fem[: n - n // 2])
+
+
+def _occupation_sentence(
+    rng: random.Random, skew: float, occupations: tuple[str, ...] | None = None
+) -> str:
     """One occupation-pronoun sentence; the pronoun fits the stereotype with probability skew."""
-    occ = rng.choice(sorted(OCCUPATIONS))
+    occ = rng.choice(list(occupations) if occupations else sorted(OCCUPATIONS))
     template, masc, fem = rng.choice(OCCUPATION_TEMPLATES)
     masculine = (OCCUPATIONS[occ] == "masculine") == (rng.random() < skew)
     return template.format(
@@ -311,6 +325,14 @@ class Planted:
 
     operands: ZipfOperands
     stereotype_skew: float
+    occupations: tuple[str, ...] = ()  # () = all of OCCUPATIONS
+    occupation_sentences: int = 1  # per encyclopedic and prose document
+
+    def occupation_block(self, rng: random.Random) -> list[str]:
+        return [
+            _occupation_sentence(rng, self.stereotype_skew, self.occupations)
+            for _ in range(self.occupation_sentences)
+        ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -341,8 +363,7 @@ def _encyclopedic(
     facts.append(f"The {animal} eats {world.animal_food[animal]}.")
     rng.shuffle(facts)
     # The capital fact opens the article, as a lead sentence does.
-    occupation = _occupation_sentence(rng, planted.stereotype_skew)
-    body = [f"The capital of {country} is {city}.", occupation] + facts
+    body = [f"The capital of {country} is {city}.", *planted.occupation_block(rng)] + facts
     body = body[:n]
     cloze = rng.choice(
         [
@@ -373,8 +394,7 @@ def _prose(rng: random.Random, world: World, n: int, planted: Planted) -> tuple[
         f"{p.name} had a {world.object_color[obj]} {obj}.",
         f"{pro} was happy to see {q.name} again.",
     ]
-    occupation = _occupation_sentence(rng, planted.stereotype_skew)
-    body = [f"{p.name} lives in {p.city}.", events[0], occupation] + events[1:]
+    body = [f"{p.name} lives in {p.city}.", events[0], *planted.occupation_block(rng)] + events[1:]
     body = body[:n]
     cloze = rng.choice(
         [
@@ -553,6 +573,8 @@ def generate_corpus(
     operand_zipf_exponent: float = 1.1,
     operand_x2_max: int = ZipfOperands.X2_MAX,
     stereotype_skew: float = 0.8,
+    occupations: int | None = None,
+    occupation_sentences: int = 1,
 ) -> dict:
     """Write the training and held-out jsonl files; return corpus statistics.
 
@@ -569,8 +591,9 @@ def generate_corpus(
     - term frequency: `Q:What is x1 plus/times x2? A: y` lines (arithmetic domain) and
       `x1 plus x2 is y` (dialogues) with Zipf-distributed operands, x2 <= `operand_x2_max`
       (`ZipfOperands`);
-    - gender bias: one occupation-pronoun sentence in every encyclopedic and prose document
-      whose pronoun matches the occupation's stereotype with probability `stereotype_skew`.
+    - gender bias: `occupation_sentences` occupation-pronoun sentences in every encyclopedic and
+      prose document (over `occupations` of the occupations, `occupation_subset`), whose pronoun
+      matches the occupation's stereotype with probability `stereotype_skew`.
     Held-out documents get the arithmetic and occupation sentences, never a memorized passage.
     """
     lo, hi = (int(x) for x in sentences_per_document)
@@ -597,8 +620,13 @@ def generate_corpus(
             f"operand_x2_max must be in [1, {ZipfOperands.X2_MAX}], got {operand_x2_max}"
         )
     world = build_world(seed)
+    if occupation_sentences < 1:
+        raise ValueError(f"occupation_sentences must be >= 1, got {occupation_sentences}")
     planted = Planted(
-        ZipfOperands(seed, operand_zipf_exponent, operand_x2_max), float(stereotype_skew)
+        ZipfOperands(seed, operand_zipf_exponent, operand_x2_max),
+        float(stereotype_skew),
+        tuple(occupation_subset(occupations)),
+        int(occupation_sentences),
     )
     passages = memorized_passages(seed, memorized_sequences)
     rng = random.Random(f"pythia-corpus:{seed}")
