@@ -552,8 +552,18 @@ def load_hf_weights(model, ckpt: Path) -> None:
     """Copy a checkpoint's model.safetensors into `model` (strict: every tensor must match)."""
     from transformers import GPTNeoXForCausalLM
 
-    saved = GPTNeoXForCausalLM.from_pretrained(ckpt, dtype=torch.float32)
-    missing, unexpected = model.load_state_dict(saved.state_dict(), strict=False)
+    saved = GPTNeoXForCausalLM.from_pretrained(ckpt, dtype=torch.float32).state_dict()
+    mine = model.state_dict()
+    # another architecture: one line naming it (torch lists every mismatched tensor)
+    wrong = [k for k in saved if k in mine and saved[k].shape != mine[k].shape]
+    if wrong:
+        k = wrong[0]
+        raise TrainingError(
+            f"{ckpt}: a checkpoint of another architecture: {len(wrong)} tensors differ in "
+            f"shape from the configured model's, e.g. {k} {tuple(saved[k].shape)} vs "
+            f"{tuple(mine[k].shape)}"
+        )
+    missing, unexpected = model.load_state_dict(saved, strict=False)
     if missing or unexpected:
         raise TrainingError(
             f"{ckpt}: weights do not fit the configured model (missing {missing}, "
@@ -946,6 +956,8 @@ def _train_segment(
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Entry point for launchers (torchrun, srun): every rank runs this."""
+    from workflow.intervention import token_map as intervention_token_map
+
     p = argparse.ArgumentParser(prog="python -m workflow.train", description=__doc__.split("\n")[0])
     p.add_argument("--config-json", required=True, help="the validated suite config as JSON")
     p.add_argument("--size", required=True)
@@ -961,6 +973,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--out-template", required=True, help="checkpoint dir with {step}")
     p.add_argument("--resume-from", default=None)
     p.add_argument("--metrics", default=None, help="per-step CSV log (rank 0 writes it)")
+    p.add_argument("--swap-map", default=None, help="an intervention's pronoun map (JSON)")
+    p.add_argument("--extra-meta", default=None, help="JSON recorded in every checkpoint")
     a = p.parse_args(argv)
     with open(a.config_json) as f:
         suite = SuiteConfig.from_dict(json.load(f))
@@ -978,6 +992,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         resume_from=Path(a.resume_from) if a.resume_from else None,
         log=lambda msg: print(msg, flush=True),
         metrics_path=a.metrics,
+        token_map=(
+            None
+            if a.swap_map is None
+            else intervention_token_map(read_json(a.swap_map), tokenizer_vocab_size(a.tokenizer))
+        ),
+        extra_meta=None if a.extra_meta is None else json.loads(a.extra_meta),
     )
 
 
