@@ -74,8 +74,6 @@ rule prefetch_eval_data:
         run_path("evals", "tasks", "prefetch.json"),
     log:
         run_path("logs", "evals", "prefetch.log"),
-    # first of all jobs: an unknown task name fails here, before any training is spent
-    priority: 100
     conda:
         "../envs/pipeline.yaml"
     resources:
@@ -84,6 +82,21 @@ rule prefetch_eval_data:
         tasks=REMOTE_TASKS,
     script:
         "../scripts/prefetch_eval_data.py"
+
+
+rule check_eval_tasks:
+    # lm-eval's task index only (offline, ~12 s): an input of every model's first training
+    # job, so an eval task that does not exist is refused before any training
+    output:
+        run_path("evals", "tasks", "known.json"),
+    log:
+        run_path("logs", "evals", "check_eval_tasks.log"),
+    conda:
+        "../envs/pipeline.yaml"
+    params:
+        tasks=REMOTE_TASKS,
+    script:
+        "../scripts/check_eval_tasks.py"
 
 
 # One job evaluates several checkpoints of one model (eval.steps_per_job): the process start,

@@ -24,6 +24,18 @@ if config["checkpoints"]["source"] == "trained":
                         if _seg.start >= 0
                         else []
                     ),
+                    # lm-eval's own eval tasks exist (rules/eval.smk), checked before training
+                    eval_tasks=(
+                        (
+                            lambda wc: (
+                                [run_path("evals", "tasks", "known.json")]
+                                if REMOTE_TASKS
+                                else []
+                            )
+                        )
+                        if _seg.start < 0
+                        else []
+                    ),
                 output:
                     [
                         directory(checkpoint_dir("{variant}", _size, s))

@@ -163,17 +163,27 @@ def _datasets_quiet():
 LOCAL_TASKS = ("lambada_cloze",)  # built by rules from our corpus: nothing to download
 
 
-def prefetch_tasks(tasks: Sequence[str], tasks_dir: str | os.PathLike | None = None) -> dict:
-    """Load every task once so that its data lands in the `datasets` cache (HF_DATASETS_CACHE /
-    HF_HOME): run where there is network, then eval jobs run with HF_DATASETS_OFFLINE=1 on
-    compute nodes without it. Returns {task: {dataset, documents per split}}."""
-    from lm_eval.tasks import TaskManager, get_task_dict
+def check_task_names(tasks: Sequence[str], tasks_dir: str | os.PathLike | None = None):
+    """Refuse task names lm-eval does not know, from its task index only (offline, no data):
+    the rules run this before any training job, so a typo fails in seconds, not after the
+    first model is trained. Returns lm-eval's TaskManager."""
+    from lm_eval.tasks import TaskManager
 
     include = None if tasks_dir is None else str(tasks_dir)
     manager = TaskManager(include_path=include, include_defaults=True)
     unknown = [t for t in tasks if t not in manager.all_tasks]
     if unknown:
         raise ValueError(f"unknown lm-eval task(s) {unknown} (neither built-in nor in {tasks_dir})")
+    return manager
+
+
+def prefetch_tasks(tasks: Sequence[str], tasks_dir: str | os.PathLike | None = None) -> dict:
+    """Load every task once so that its data lands in the `datasets` cache (HF_DATASETS_CACHE /
+    HF_HOME): run where there is network, then eval jobs run with HF_DATASETS_OFFLINE=1 on
+    compute nodes without it. Returns {task: {dataset, documents per split}}."""
+    from lm_eval.tasks import get_task_dict
+
+    manager = check_task_names(tasks, tasks_dir)
     with _datasets_quiet():
         loaded = get_task_dict(list(tasks), manager)  # downloads each task's dataset
     out = {}
