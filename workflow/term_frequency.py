@@ -213,6 +213,11 @@ class NumberTokens:
     last_alpha: np.ndarray
     internal_offsets: np.ndarray
     internal_values: np.ndarray
+    starts_digit: np.ndarray
+    ends_digit: np.ndarray
+    single: np.ndarray
+    single_ok: np.ndarray
+    single_value: np.ndarray
 
     @classmethod
     def from_strings(cls, strings: Sequence[str]) -> NumberTokens:
@@ -242,7 +247,21 @@ class NumberTokens:
                     if e - a <= MAX_DIGITS and (e - a == 1 or s[a] != "0"):
                         values.append(int(s[a:e]))
             offsets.append(len(values))
-        return cls(has, codes, fa, la, np.asarray(offsets, np.int64), np.asarray(values, np.int64))
+        # a token whose digits are one run touching an end (no number inside it): alone, it
+        # is one number, valid by itself when single_ok
+        offsets = np.asarray(offsets, np.int64)
+        starts = (codes[:, 0] >> _LEFT) & 1 == 1
+        full = starts & ((codes[:, 0] >> _RIGHT) & 1 == 1)
+        ends = full | (codes[:, 1] != 0)
+        one_run = has & ((codes[:, 0] != 0) ^ (codes[:, 1] != 0)) & (np.diff(offsets) == 0)
+        run = np.where(codes[:, 0] != 0, codes[:, 0], codes[:, 1])
+        length, inner = (run >> _LEN) & 7, (run >> _INNER) & 1 == 1
+        zero = (run >> _ZERO) & 1 == 1
+        single_ok = (length <= MAX_DIGITS) & ~(zero & (length > 1)) & (full | inner)
+        return cls(
+            has, codes, fa, la, offsets, np.asarray(values, np.int64),
+            starts, ends, one_run, single_ok, (run >> _VAL) & 0x1FFFF,
+        )  # fmt: skip
 
     @classmethod
     def from_tokenizer(cls, tokenizer_path: str | os.PathLike) -> NumberTokens:
@@ -317,6 +336,28 @@ def count_numbers(rows: np.ndarray, table: NumberTokens) -> tuple[np.ndarray, np
         first = np.repeat(lo[inner] - np.cumsum(reps) + reps, reps) + np.arange(reps.sum())
         found_rows.append(np.repeat(pos[inner] // width, reps))
         found_values.append(table.internal_values[first])
+
+    # the common case, one token holding a whole number (" 51", "7" between non-digits):
+    # its value and edge checks straight from the tables, no chain to follow
+    col = pos % width
+    left_open = table.starts_digit[ids]
+    right_open = table.ends_digit[ids]
+    joined = np.zeros(pos.size, bool)  # joined to the next digit-bearing position
+    if pos.size > 1:
+        joined[:-1] = (pos[1:] - pos[:-1] == 1) & right_open[:-1] & left_open[1:] & (col[1:] != 0)
+    alone = table.single[ids]
+    alone[1:] &= ~joined[:-1]
+    alone &= ~joined
+    if alone.any():
+        a_pos, a_ids, a_col = pos[alone], ids[alone], col[alone]
+        ok = ~(table.last_alpha[flat[a_pos - 1]] & (a_col != 0)) | ~left_open[alone]
+        nxt = flat[np.minimum(a_pos + 1, flat.size - 1)]
+        ok &= ~(table.first_alpha[nxt] & (a_col != width - 1)) | ~right_open[alone]
+        ok &= table.single_ok[a_ids]
+        found_rows.append(a_pos[ok] // width)
+        found_values.append(table.single_value[a_ids[ok]])
+        rest = ~alone
+        pos, ids = pos[rest], ids[rest]
 
     both = table.codes[ids].reshape(-1)
     which = np.flatnonzero(both)
