@@ -23,6 +23,7 @@ include: "rules/hub.smk"
 include: "rules/eval.smk"
 include: "rules/term_frequency.smk"
 include: "rules/intervention.smk"
+include: "rules/memorization.smk"
 include: "rules/figures.smk"
 include: "rules/plan.smk"
 

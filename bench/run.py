@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from bench import eval as eval_bench
-from bench import minhash, scale, tokenize, train
+from bench import memorization, minhash, scale, tokenize, train
 from bench import term_frequency as term_frequency_bench
 from bench.common import Result, table
 
@@ -27,6 +27,7 @@ FULL = {
     "train": {"seq": 128, "batch": 8, "layers": 6, "hidden": 384, "heads": 6, "steps": 12},
     "eval": {"checkpoints": 6, "documents": 100},
     "term_frequency": {"tokens": 200_000_000, "baseline_rows": 1000},
+    "memorization": {"sequences": 1024, "naive_sequences": 64, "layers": 4, "hidden": 256},
 }
 QUICK = {
     "tokenize_mb": 2,
@@ -37,6 +38,7 @@ QUICK = {
     "train": {"seq": 32, "batch": 4, "layers": 2, "hidden": 64, "heads": 2, "steps": 4},
     "eval": {"checkpoints": 2, "documents": 20},
     "term_frequency": {"tokens": 10_000_000, "baseline_rows": 200},
+    "memorization": {"sequences": 256, "naive_sequences": 16, "layers": 2, "hidden": 64},
 }
 
 
@@ -48,6 +50,7 @@ def run_all(sizes: dict, work: Path) -> list[Result]:
         scale.run_rows(work / "rows", sizes["rows"], scale.SEQ, scale.BATCH),
         train.run(work / "train", **sizes["train"]),
         eval_bench.run(work / "eval", **sizes["eval"]),
+        memorization.run(**sizes["memorization"]),
         term_frequency_bench.run(work / "term_frequency", **sizes["term_frequency"]),
     ]
 

@@ -151,5 +151,6 @@ def get_final_output():
         # published checkpoints are not re-uploaded
         *(hub_receipts() if trained else []),
         *intervention_targets(),
+        *MEMORIZATION_TARGETS,
         run_path("plan", "jobs.csv"),
     ]

@@ -12,6 +12,7 @@ TINY = {
     "train": {"seq": 16, "batch": 2, "layers": 1, "hidden": 32, "heads": 2, "steps": 2},
     "eval": {"checkpoints": 2, "documents": 10},
     "term_frequency": {"tokens": 2_000_000, "baseline_rows": 50},
+    "memorization": {"sequences": 16, "naive_sequences": 2, "layers": 1, "hidden": 32, "heads": 2},
 }
 
 
@@ -26,8 +27,9 @@ def test_table_format():
 
 def test_quick_benchmarks_run(tmp_path, capsys, monkeypatch):
     results = run.run_all(TINY, tmp_path)
-    assert len(results) == 7
-    assert "counts identical" in results[6].note  # token-id counts = decoded counts
+    assert len(results) == 8
+    assert "counts identical" in results[7].note  # token-id counts = decoded counts
+    assert results[6].note == ""  # batched continuations equal per-sequence generate's
     assert results[5].note == ""  # grouped eval gives the per-checkpoint numbers
     assert "max |loss difference|" in results[4].note  # both training loops ran
     minhash_result = results[1]

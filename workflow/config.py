@@ -196,6 +196,9 @@ def _check_semantics(config: dict, source: str) -> None:
             "eval.tasks: piqa_style, sciq_style and winogrande_style need the generated "
             "corpus (its domains and cloze targets)"
         )
+    from workflow.memorization import check_config as check_memorization
+
+    problems += check_memorization(config)
     if problems:
         raise ConfigError(f"invalid {source}:\n" + "\n".join(f"  {p}" for p in problems))
 
