@@ -238,3 +238,13 @@ def test_a_target_no_rule_makes_is_refused_before_submission(tmp_path):
 def test_validated_defaults_fill_compute():
     raw = validate_config(load_config("config/config.yaml"))
     assert raw["compute"]["mfu"] == 0.25 and raw["compute"]["node"]["gpus"] == 8
+
+
+def test_plan_has_the_case_studies_jobs(paper_raw):
+    """Gender-bias intervention arms train from (1 - f) x T on the model's own GPU layout."""
+    jobs = [j for j in plan_jobs(paper_raw) if j["stage"] == "intervention"]
+    arms = {j["rule"]: j for j in jobs}
+    assert "intervention_70m_intervention7" in arms and "intervention_1_4b_intervention21" in arms
+    j = arms["intervention_6_9b_intervention7"]
+    assert (j["gpus"], j["nodes"], j["first_step"], j["last_step"]) == (128, 16, 133000, 143000)
+    assert j["flops"] == pytest.approx(training_flops(6_857_302_016, 10_000 * 2_097_152), rel=1e-9)
