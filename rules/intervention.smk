@@ -140,7 +140,13 @@ for _i, _run in enumerate(INTERVENTIONS):
             conda:
                 "../envs/train-gpu.yaml"
             threads: SUITE.training.threads
+            resources:
+                # the model's own training layout, for the window's steps
+                **train_resources(SUITE, SUITE.models[_run.size], _run.start, _run.end),
             params:
+                # what the weights depend on: a change reruns the arm and its evaluations
+                config_hash=config_hash(SUITE.models[_run.size], SUITE.training),
+                swap=IV["swap"] if _arm == "intervention" else None,
                 run=_i,
                 arm=_arm,
                 # a function, so "{step}" stays a template for the script
@@ -176,7 +182,12 @@ for _i, _run in enumerate(INTERVENTIONS):
             "../envs/pipeline.yaml"
         threads: config["eval"]["threads"]
         resources:
-            mem_mb=4000,
+            **eval_resources(
+                SUITE,
+                SUITE.models[_run.size],
+                len(intervention_evals(_run)),
+                0,
+            ),
         params:
             eval={
                 "tasks": [IV["crows_task"], *IV["winobias_tasks"], IV["lambada_task"]],

@@ -1,6 +1,7 @@
 """Snakemake adapter: one arm of an intervention run (pronoun-swapped or control continuation)."""
 
 import sys
+from pathlib import Path
 
 from workflow.config import SuiteConfig
 from workflow.intervention import run_arm
@@ -22,6 +23,7 @@ with log_to(sm.log[0]) as log:
             out_template=sm.params.out_template,
             swap_json=sm.input.swap or None,
             log=log.info,
+            state_dir=Path(sm.log[0]).parent,
         )
     except Preempted as e:  # state saved: exit "try again", the retry continues from it
         log.warning("%s", e)

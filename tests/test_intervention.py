@@ -39,6 +39,8 @@ def _raw(**intervention):
         checkpoints={"log_spaced": False, "every": 8},
     )
     raw.pop("sizes", None)
+    for study in ("memorization", "term_frequency"):  # other case studies: not this suite's
+        raw.pop(study, None)
     raw["eval"]["steps"] = [0, 16]
     raw["models"] = {
         SIZE: {
@@ -207,6 +209,26 @@ def test_control_reproduces_the_main_run_and_the_swap_changes_it(tmp_path):
     assert {p["from"] for p in meta["intervention"]["pairs"]} >= {" he", " his", " him"}
     # the masculine tokens the model trains on are gone, everything else is the same batch
     assert [m["loss"] for m in arms["control"]] != [m["loss"] for m in arms["intervention"]]
+    # the launchers' path (workflow.train's CLI in every rank) gives the same weights
+    from workflow.train import main as train_cli
+
+    (tmp_path / "suite.json").write_text(json.dumps(suite.raw))
+    meta_arg = json.dumps({"intervention": meta["intervention"]})
+    train_cli(
+        ["--config-json", str(tmp_path / "suite.json"), "--size", SIZE, "--variant", run.variant,
+         "--samples", str(tmp_path / "samples"), "--tokenizer", str(tmp_path / "tok.json"),
+         "--start-step", "12", "--end-step", "16", "--steps", "14,16",
+         "--out-template", str(tmp_path / "cli" / "step{step}"),
+         "--resume-from", str(main / "step12"), "--swap-map", str(tmp_path / "swap.json"),
+         "--extra-meta", meta_arg]
+    )  # fmt: skip
+    torch.set_num_threads(threads)
+    cli = weights(tmp_path / "cli" / "step16")
+    assert all(torch.equal(itv[k], cli[k]) for k in itv)
+    assert (
+        read_json(tmp_path / "cli" / "step16" / "pythia_checkpoint.json")["intervention"]
+        == (meta["intervention"])
+    )
     # a start without optimizer state (the step-8 boundary of another suite) is refused
     with pytest.raises(TrainingError, match="needs the step-12 checkpoint"):
         run_arm(

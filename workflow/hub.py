@@ -35,13 +35,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from workflow.io import atomic_path, git_blob_id, read_json, sha256_file
+from workflow.io import atomic_path, git_blob_id, read_json, sha256_file, verify_files
 
 BACKENDS = ("local_git", "huggingface")
 VARIANT_SUFFIX = {"standard": "", "deduped": "-deduped"}
 # deepspeed/: optimizer/resume state stays out of the published checkpoint; .git/ and .cache/ are
 # skipped by upload_folder too, so receipts list exactly what either backend publishes.
 EXCLUDED_DIRS = ("deepspeed", ".git", ".cache")
+# Snakemake's marker in a directory output: not part of the checkpoint, never published
+EXCLUDED_FILES = (".snakemake_timestamp",)
 CHECKPOINT_META = "pythia_checkpoint.json"
 MODEL_CARD = "README.md"
 log = logging.getLogger(__name__)
@@ -91,7 +93,7 @@ def checkpoint_files(ckpt_dir: str | os.PathLike) -> list[str]:
     files = []
     for path in root.rglob("*"):
         rel = path.relative_to(root)
-        if rel.parts[0] in EXCLUDED_DIRS or not path.is_file():
+        if rel.parts[0] in EXCLUDED_DIRS or rel.name in EXCLUDED_FILES or not path.is_file():
             continue
         files.append(rel.as_posix())
     if not files:
@@ -193,6 +195,10 @@ def publish_checkpoint(
     """
     ckpt_dir = Path(ckpt_dir)
     files = [f for f in checkpoint_files(ckpt_dir) if f != MODEL_CARD]
+    meta_path = ckpt_dir / CHECKPOINT_META
+    if meta_path.is_file():  # never publish damaged weights: the digests its training recorded
+        meta = read_json(meta_path)
+        verify_files(ckpt_dir, meta.get("files"), record=meta_path, rule=meta.get("producer"))
     step = _checkpoint_step(ckpt_dir, branch)
     card = model_card(ckpt_dir, repo_id, branch, step).encode()
     extra: dict[str, Any] = {}

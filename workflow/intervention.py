@@ -115,12 +115,21 @@ def run_arm(
     swap_json: str | os.PathLike | None,
     log=print,
     metrics_path: str | os.PathLike | None = None,
+    state_dir: str | os.PathLike | None = None,
 ):
     """Continue `run.size` from its step-`run.start` checkpoint to `run.end`, saving the window
     steps under `out_template` ("{step}"): arm "intervention" swaps the pronouns, arm "control"
-    does not (the baseline at the window steps)."""
+    does not (the baseline at the window steps).
+
+    A model trained on several GPUs/nodes is continued the same way, through the training
+    launcher (torchrun, or srun on several nodes; `state_dir` holds the suite JSON it reads);
+    its exit status is raised as TrainingError (or Preempted for "preempted, run again")."""
+    import json
+    import subprocess
+
     from workflow.config import Segment
-    from workflow.train import TrainingError, train_segment
+    from workflow.launch import distributed_command, needs_launcher
+    from workflow.train import PREEMPTED_EXIT, Preempted, TrainingError, train_segment
 
     if arm not in ("intervention", "control"):
         raise InterventionError(f"arm {arm!r}: expected 'intervention' or 'control'")
@@ -139,6 +148,40 @@ def run_arm(
         lut = token_map(swap, tokenizer_vocab_size(tokenizer_path))
     segment = Segment(run.start, run.end, tuple(run.window))
     out_dirs = {s: Path(out_template.format(step=s)) for s in run.window}
+    extra_meta = {
+        "intervention": {
+            "arm": arm,
+            "fraction": run.fraction,
+            "start": run.start,
+            "pairs": None if swap is None else swap["pairs"],
+        }
+    }
+    spec = suite.models[run.size]
+    if needs_launcher(spec):
+        cmd = distributed_command(
+            suite,
+            spec,
+            variant=run.variant,
+            samples_prefix=str(samples_prefix),
+            tokenizer=str(tokenizer_path),
+            segment=segment,
+            out_template=out_template,
+            resume_from=Path(start_checkpoint),
+            state_dir=Path(state_dir or Path(out_template).parent.parent),
+            metrics_path=metrics_path,
+            extra_args=[
+                *(["--swap-map", str(swap_json)] if arm == "intervention" else []),
+                "--extra-meta",
+                json.dumps(extra_meta),
+            ],
+        )
+        log(f"launching: {' '.join(cmd)}")
+        code = subprocess.run(cmd).returncode
+        if code == PREEMPTED_EXIT:
+            raise Preempted(f"{run.size} {run.name} {arm}: preempted, run again to continue")
+        if code:
+            raise TrainingError(f"{run.size} {run.name} {arm}: training exited with {code}")
+        return []
     return train_segment(
         suite,
         size=run.size,
@@ -151,12 +194,5 @@ def run_arm(
         log=log,
         metrics_path=metrics_path,
         token_map=lut,
-        extra_meta={
-            "intervention": {
-                "arm": arm,
-                "fraction": run.fraction,
-                "start": run.start,
-                "pairs": None if swap is None else swap["pairs"],
-            }
-        },
+        extra_meta=extra_meta,
     )

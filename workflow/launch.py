@@ -16,7 +16,7 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from workflow.config import ModelSpec, Segment, SuiteConfig
@@ -46,6 +46,7 @@ def train_args(
     out_template: str,
     resume_from: Path | None,
     metrics_path: str | Path | None = None,
+    extra: Sequence[str] = (),
 ) -> list[str]:
     args = [
         "-m",
@@ -73,7 +74,7 @@ def train_args(
         args += ["--resume-from", str(resume_from)]
     if metrics_path is not None:
         args += ["--metrics", str(metrics_path)]
-    return args
+    return args + list(extra)
 
 
 def distributed_command(
@@ -89,8 +90,10 @@ def distributed_command(
     state_dir: Path,
     metrics_path: str | Path | None = None,
     cpus_per_task: int = 1,
+    extra_args: Sequence[str] = (),
 ) -> list[str]:
-    """The command that starts spec.gpus ranks on each of spec.nodes nodes."""
+    """The command that starts spec.gpus ranks on each of spec.nodes nodes (`extra_args` go to
+    workflow.train's CLI, e.g. an intervention's --swap-map)."""
     suite_json = Path(state_dir) / f"suite-{spec.name}-{variant}-{segment.end}.json"
     with atomic_path(suite_json) as tmp:
         tmp.write_text(json.dumps(suite.raw, sort_keys=True))
@@ -104,6 +107,7 @@ def distributed_command(
         out_template=out_template,
         resume_from=resume_from,
         metrics_path=metrics_path,
+        extra=extra_args,
     )
     if spec.nodes == 1:
         return [
