@@ -13,6 +13,7 @@ import yaml
 from conftest import RUN, SIZE, TARGETS, TOKEN, VARIANT, ok
 
 from workflow.figures import collect_evals
+from workflow.hub import publish_checkpoint
 from workflow.io import ArtifactError, read_checked_json, write_checked_json
 from workflow.train import check_resume, check_samples
 
@@ -86,6 +87,16 @@ def test_truncated_checkpoint_state_is_refused_on_resume(copy):
             variant=VARIANT,
             size=SIZE,
         )
+
+
+def test_corrupted_checkpoint_is_never_uploaded(copy, tmp_path):
+    ckpt = copy.run / "models/standard/tiny-70m/step8"
+    _flip_byte(ckpt / "model.safetensors")
+    with pytest.raises(ArtifactError, match=f"safetensors has other bytes.*rule {TRAIN_RULE}"):
+        publish_checkpoint(
+            ckpt, repo_id="rel-org/x", branch="step8", backend="local_git", local_root=tmp_path
+        )
+    assert not list(tmp_path.rglob("refs/heads/step8"))
 
 
 def test_edited_eval_json_is_refused_by_the_table(copy):
@@ -213,3 +224,6 @@ def test_hub_token_is_nowhere_after_a_run_that_uploads(baseline, minihub):
             scanned += 1
     receipt = json.loads((wd.run / "hub/standard/tiny-70m/step8.json").read_text())
     assert receipt["backend"] == "huggingface" and scanned > 100
+    # and what was published is the checkpoint, not Snakemake's directory marker
+    assert "model.safetensors" in receipt["files"]
+    assert ".snakemake_timestamp" not in receipt["files"]
