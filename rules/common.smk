@@ -147,7 +147,7 @@ def get_final_output():
             if config["eval"]["reference"]
             else []
         ),
-        *term_frequency_targets(),
+        *TERM_FREQUENCY_TARGETS,
         # published checkpoints are not re-uploaded
         *(hub_receipts() if trained else []),
         *intervention_targets(),

@@ -16,10 +16,9 @@ TF_FIGURE_SHOTS = (
 )
 
 
-def term_frequency_targets():
-    if not TF_ON:
-        return []
-    return [
+# the study's final outputs (rules/common.smk's get_final_output) and its eval results
+TERM_FREQUENCY_TARGETS = (
+    [
         run_path("tables", "term_frequency.csv"),
         *expand(run_path("tables", "term_frequency_gap.{ext}"), ext=["csv", "md"]),
         *expand(
@@ -28,14 +27,14 @@ def term_frequency_targets():
             ext=["pdf", "png"],
         ),
     ]
-
-
-def term_frequency_evals():
-    return expand(
-        run_path("term_frequency", "evals", TF["variant"], "{size}", "step{step}.json"),
-        size=SIZES,
-        step=TF["steps"],
-    )
+    if TF_ON
+    else []
+)
+TF_EVALS = expand(
+    run_path("term_frequency", "evals", TF["variant"], "{size}", "step{step}.json"),
+    size=SIZES,
+    step=TF["steps"],
+)
 
 
 rule term_frequency_tasks:
@@ -120,7 +119,7 @@ rule term_frequency_counts:
 
 rule term_frequency_table:
     input:
-        evals=term_frequency_evals(),
+        evals=TF_EVALS,
         counts=run_path("term_frequency", f"counts_{TF['variant']}.csv"),
     output:
         table=run_path("tables", "term_frequency.csv"),

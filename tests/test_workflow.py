@@ -229,6 +229,25 @@ KILL_CONFIG = {
 }
 
 
+def test_term_frequency_table_4_and_figures(run):
+    """Accuracy per x1 beside its count in the rows the checkpoint saw, the gap table and
+    Fig. 7 for both operations (issue #7)."""
+    import pandas as pd
+
+    tf = CFG["term_frequency"]
+    table = pd.read_csv(run / "tables" / "term_frequency.csv")
+    x1 = range(tf["x1"][0], tf["x1"][1] + 1)
+    assert len(table) == len(SIZES) * len(tf["steps"]) * 2 * len(tf["shots"]) * len(x1)
+    assert table["documents"].eq(1).all() and table["accuracy"].between(0, 1).all()
+    counts = pd.read_csv(run / "term_frequency" / "counts_deduped.csv")
+    assert counts["count"].sum() > 0 and set(counts["step"]) == set(tf["steps"])
+    gap = pd.read_csv(run / "tables" / "term_frequency_gap.csv")
+    assert len(gap) == len(SIZES) * 2 * len(tf["shots"]) and gap["gap"].abs().le(100).all()
+    assert "| model |" in (run / "tables" / "term_frequency_gap.md").read_text()
+    for op in ("plus", "times"):
+        assert (run / "figures" / f"term_frequency_{op}.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def _train_target(workdir, *args, popen=False):
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = workdir / "kill.yaml"
