@@ -198,7 +198,12 @@ def publish_checkpoint(
     meta_path = ckpt_dir / CHECKPOINT_META
     if meta_path.is_file():  # never publish damaged weights: the digests its training recorded
         meta = read_json(meta_path)
-        verify_files(ckpt_dir, meta.get("files"), record=meta_path, rule=meta.get("producer"))
+        files_ok = {
+            k: v
+            for k, v in (meta.get("files") or {}).items()
+            if k.split("/")[0] not in EXCLUDED_DIRS
+        }
+        verify_files(ckpt_dir, files_ok, record=meta_path, rule=meta.get("producer"))
     step = _checkpoint_step(ckpt_dir, branch)
     card = model_card(ckpt_dir, repo_id, branch, step).encode()
     extra: dict[str, Any] = {}
