@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 
 import pytest
 import yaml
 from conftest import RUN, SIZE, TARGETS, TOKEN, VARIANT, ok
 
+from workflow.evaluate import check_checkpoint
 from workflow.figures import collect_evals
 from workflow.hub import publish_checkpoint
 from workflow.io import ArtifactError, read_checked_json, write_checked_json
@@ -87,6 +89,17 @@ def test_truncated_checkpoint_state_is_refused_on_resume(copy):
             variant=VARIANT,
             size=SIZE,
         )
+
+
+def test_a_published_copy_without_training_state_passes_the_check(baseline, tmp_path):
+    """The digests cover deepspeed/ too (checked on resume); a Hub copy has none of it."""
+    wd, _ = baseline
+    shutil.copytree(
+        wd.run / "models/standard/tiny-70m/step8",
+        tmp_path / "step8",
+        ignore=shutil.ignore_patterns("deepspeed"),
+    )
+    check_checkpoint(tmp_path / "step8")
 
 
 def test_corrupted_checkpoint_is_never_uploaded(copy, tmp_path):
