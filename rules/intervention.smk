@@ -6,6 +6,9 @@
 from workflow.corpus import occupation_subset
 
 IV = config["intervention"]
+GENERATOR = (
+    config["data"]["generator"] if config["data"]["source"] == "generated" else None
+)
 INTERVENTIONS = (
     SUITE.interventions if config["checkpoints"]["source"] == "trained" else []
 )
@@ -81,12 +84,9 @@ rule bias_tasks:
     params:
         num_items=IV["bias_items"],
         seed=SUITE.training.seed,
-        # the occupations the generated corpus plants (all of them for other sources)
-        occupations=occupation_subset(
-            config["data"]["generator"]["occupations"]
-            if config["data"]["source"] == "generated"
-            else None
-        ),
+        # the occupations and sentence shapes the generated corpus plants (all for others)
+        occupations=occupation_subset(GENERATOR["occupations"]) if GENERATOR else None,
+        templates=GENERATOR["occupation_templates"] if GENERATOR else None,
     script:
         "../scripts/bias_tasks.py"
 

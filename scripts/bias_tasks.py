@@ -12,5 +12,6 @@ with log_to(sm.log[0]) as log:
         items=sm.params.num_items,
         seed=sm.params.seed,
         occupations=sm.params.occupations,
+        templates=sm.params.templates,
     )
     log.info("items per task: %s", counts)

@@ -271,6 +271,37 @@ def test_occupation_pronouns_have_the_planted_skew(tmp_path):
         assert f" {word} " in text or f" {word}." in text
 
 
+def test_occupation_subset_sentences_and_shapes(tmp_path):
+    """A tiny suite can plant fewer occupations, more sentences per document and the shapes
+    whose pronoun follows the occupation; the stats count them all."""
+    from workflow.corpus import occupation_subset
+
+    params = {**PLANTED, "num_documents": 600, "near_duplicate_clusters": 0}
+    one = generate_corpus(tmp_path / "a.jsonl", tmp_path / "ah.jsonl", **params)["occupations"]
+    s = generate_corpus(
+        tmp_path / "t.jsonl",
+        tmp_path / "h.jsonl",
+        **params,
+        occupations=4,
+        occupation_sentences=3,
+        occupation_templates=["met", "asked"],
+    )["occupations"]
+    planted = {o for o, c in s["per_occupation"].items() if c["masculine"] + c["feminine"]}
+    assert planted == set(occupation_subset(4))
+    assert {g for g in (OCCUPATIONS[o] for o in occupation_subset(4))} == {"masculine", "feminine"}
+    assert s["sentences"] > 2 * one["sentences"]
+    text = (tmp_path / "t.jsonl").read_text()
+    assert "When I met the " in text and " said that he would" not in text
+    assert abs(s["stereotypical_fraction"] - 0.8) <= 0.06
+    for bad, match in (
+        ({"occupation_templates": ["nope"]}, "occupation_templates"),
+        ({"occupation_sentences": 0}, "occupation_sentences"),
+        ({"occupations": 1}, "occupations must be >= 2"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            generate_corpus(tmp_path / "x.jsonl", tmp_path / "xh.jsonl", **params, **bad)
+
+
 def test_planted_skew_on_the_config_corpus(planted):
     _, stats = planted
     s = stats["occupations"]

@@ -343,3 +343,21 @@ def test_table_and_net_bias(tmp_path):
         intervention_table(
             [tmp_path / "x.json"], runs, train_iters=16, winobias_tasks=["pro", "anti"]
         )
+
+
+def test_bias_items_follow_the_planted_occupations_and_shapes():
+    from workflow.bias_tasks import crows_items, winobias_items
+    from workflow.corpus import occupation_subset
+
+    occs = occupation_subset(4)
+    crows = crows_items(40, 1, occs, ["met"])
+    assert {i["occupation"] for i in crows} == set(occs)
+    assert all(i["sent_more"].startswith("When I met the ") for i in crows)
+    wino = winobias_items(40, 1, True, occs, ["met", "asked"])
+    assert {i["occupation"] for i in wino} <= set(occs)
+    assert {i["context"].split(". ")[1].split(" the ")[0] for i in wino} == {
+        "When I met",
+        "I asked",
+    }
+    everything = crows_items(160, 1)  # other corpora: every shape and new sentences
+    assert any("came back from" in i["sent_more"] for i in everything)

@@ -30,7 +30,7 @@ import os
 import random
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -228,18 +228,25 @@ class ZipfOperands:
 # "x1 plus x2 is y" in running text, "Q:What is x1 plus x2? A: y" in the arithmetic domain
 ARITHMETIC_RE = re.compile(r"\b(\d+) (plus|times) (\d+)(?: is|\? A:) (\d+)\b")
 
-# Occupation-pronoun sentences: (template, masculine form, feminine form). The forms are
-# those the Pythia intervention swaps (he->she, him->her, his->her).
-OCCUPATION_TEMPLATES = [
-    ("The {occ} said that {pro} would be late on {day}.", "he", "she"),
-    ("The {occ} lost {pro} {obj} in {city}.", "his", "her"),
-    ("People in {city} like the {occ} and often visit {pro}.", "him", "her"),
-]
+# Occupation-pronoun sentences by name: (template, masculine form, feminine form). The forms
+# are those the Pythia intervention swaps (he->she, him->her, his->her). In `met` and `asked`
+# the pronoun directly follows the occupation, an association a tiny model learns within a
+# few hundred steps; across "said that" it takes far longer (data.generator.occupation_templates).
+OCCUPATION_TEMPLATES = {
+    "said": ("The {occ} said that {pro} would be late on {day}.", "he", "she"),
+    "lost": ("The {occ} lost {pro} {obj} in {city}.", "his", "her"),
+    "visit": ("People in {city} like the {occ} and often visit {pro}.", "him", "her"),
+    "met": ("When I met the {occ} {pro} said hello.", "he", "she"),
+    "asked": ("On {day} I asked the {occ} if {pro} had a {obj}.", "he", "she"),
+}
+DEFAULT_OCCUPATION_TEMPLATES = ("said", "lost", "visit")
 _OCC = "|".join(sorted(OCCUPATIONS))
 OCCUPATION_RES = [
     re.compile(rf"\bThe ({_OCC}) said that (he|she) "),
     re.compile(rf"\bThe ({_OCC}) lost (his|her) "),
     re.compile(rf"\bthe ({_OCC}) and often visit (him|her)\."),
+    re.compile(rf"\bWhen I met the ({_OCC}) (he|she) said hello\."),
+    re.compile(rf"\bI asked the ({_OCC}) if (he|she) had "),
 ]
 MASCULINE = {"he", "him", "his"}
 
@@ -257,11 +264,14 @@ def occupation_subset(n: int | None = None) -> list[str]:
 
 
 def _occupation_sentence(
-    rng: random.Random, skew: float, occupations: tuple[str, ...] | None = None
+    rng: random.Random,
+    skew: float,
+    occupations: tuple[str, ...] | None = None,
+    templates: tuple[str, ...] = DEFAULT_OCCUPATION_TEMPLATES,
 ) -> str:
     """One occupation-pronoun sentence; the pronoun fits the stereotype with probability skew."""
     occ = rng.choice(list(occupations) if occupations else sorted(OCCUPATIONS))
-    template, masc, fem = rng.choice(OCCUPATION_TEMPLATES)
+    template, masc, fem = OCCUPATION_TEMPLATES[rng.choice(list(templates))]
     masculine = (OCCUPATIONS[occ] == "masculine") == (rng.random() < skew)
     return template.format(
         occ=occ,
@@ -327,10 +337,13 @@ class Planted:
     stereotype_skew: float
     occupations: tuple[str, ...] = ()  # () = all of OCCUPATIONS
     occupation_sentences: int = 1  # per encyclopedic and prose document
+    occupation_templates: tuple[str, ...] = DEFAULT_OCCUPATION_TEMPLATES
 
     def occupation_block(self, rng: random.Random) -> list[str]:
         return [
-            _occupation_sentence(rng, self.stereotype_skew, self.occupations)
+            _occupation_sentence(
+                rng, self.stereotype_skew, self.occupations, self.occupation_templates
+            )
             for _ in range(self.occupation_sentences)
         ]
 
@@ -575,6 +588,7 @@ def generate_corpus(
     stereotype_skew: float = 0.8,
     occupations: int | None = None,
     occupation_sentences: int = 1,
+    occupation_templates: Sequence[str] = DEFAULT_OCCUPATION_TEMPLATES,
 ) -> dict:
     """Write the training and held-out jsonl files; return corpus statistics.
 
@@ -622,11 +636,18 @@ def generate_corpus(
     world = build_world(seed)
     if occupation_sentences < 1:
         raise ValueError(f"occupation_sentences must be >= 1, got {occupation_sentences}")
+    unknown = [t for t in occupation_templates if t not in OCCUPATION_TEMPLATES]
+    if unknown or not occupation_templates:
+        raise ValueError(
+            f"occupation_templates {list(occupation_templates)}: expected names among "
+            f"{list(OCCUPATION_TEMPLATES)}"
+        )
     planted = Planted(
         ZipfOperands(seed, operand_zipf_exponent, operand_x2_max),
         float(stereotype_skew),
         tuple(occupation_subset(occupations)),
         int(occupation_sentences),
+        tuple(occupation_templates),
     )
     passages = memorized_passages(seed, memorized_sequences)
     rng = random.Random(f"pythia-corpus:{seed}")
