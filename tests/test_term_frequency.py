@@ -116,6 +116,16 @@ def test_byte_level_tokenizer_matches_decoding_its_rows(tmp_path):
     assert any(len(tok.encode(f" {n}").ids) > 1 for n in (305, 1000003))  # multi-token numbers
 
 
+def test_token_ids_outside_the_tokenizer_are_refused():
+    table = NumberTokens.from_strings(VOCAB)
+    for dtype in (np.uint16, np.int32):
+        rows = np.array([[1, 2, len(VOCAB) + 3]], dtype=dtype)
+        with pytest.raises(TermFrequencyError, match=rf"token id {len(VOCAB) + 3} is outside"):
+            count_numbers(rows, table)
+    with pytest.raises(TermFrequencyError, match=r"rows must be \(n, L\)"):
+        count_numbers(np.array([1, 2, 3]), table)
+
+
 def _sample_file(tmp_path, rows):
     prefix = tmp_path / "samples"
     write_indexed_dataset(prefix, [np.asarray(r, np.uint16) for r in rows])

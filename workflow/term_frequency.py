@@ -218,6 +218,9 @@ class NumberTokens:
     single: np.ndarray
     single_ok: np.ndarray
     single_value: np.ndarray
+    # has_digit over every uint16 id, True past the vocabulary: a uint16 row needs no separate
+    # range check, an out-of-range id lands among the digit positions and is caught there
+    has_digit_u16: np.ndarray
 
     @classmethod
     def from_strings(cls, strings: Sequence[str]) -> NumberTokens:
@@ -261,6 +264,7 @@ class NumberTokens:
         return cls(
             has, codes, fa, la, offsets, np.asarray(values, np.int64),
             starts, ends, one_run, single_ok, (run >> _VAL) & 0x1FFFF,
+            np.concatenate([has, np.ones(max(0, 65536 - n), bool)]),
         )  # fmt: skip
 
     @classmethod
@@ -321,11 +325,16 @@ def count_numbers(rows: np.ndarray, table: NumberTokens) -> tuple[np.ndarray, np
         raise TermFrequencyError(f"rows must be (n, L) token ids, got shape {rows.shape}")
     width = rows.shape[1]
     flat = rows.reshape(-1)
-    if flat.size and int(flat.max()) >= len(table.has_digit):
-        raise TermFrequencyError(
-            f"token id {int(flat.max())} is outside the tokenizer's {len(table.has_digit)} ids"
-        )
-    pos = np.flatnonzero(table.has_digit[flat])
+    vocab = len(table.has_digit)
+    if flat.dtype == np.uint16:
+        pos = np.flatnonzero(table.has_digit_u16[flat])
+        bad = flat[pos][flat[pos] >= vocab]
+    else:
+        bad = flat[(flat >= vocab) | (flat < 0)]
+    if bad.size:
+        raise TermFrequencyError(f"token id {int(bad[0])} is outside the tokenizer's {vocab} ids")
+    if flat.dtype != np.uint16:
+        pos = np.flatnonzero(table.has_digit[flat])
     ids = flat[pos]
     found_rows, found_values = [], []
 
