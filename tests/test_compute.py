@@ -36,6 +36,11 @@ def paper(paper_raw):
     return SuiteConfig.from_dict(paper_raw)
 
 
+@pytest.fixture(scope="module")
+def paper_jobs(paper_raw):
+    return plan_jobs(paper_raw)
+
+
 def test_training_flops_are_6nd(paper):
     spec = paper.models["12b"]
     n = model_params(paper, spec)
@@ -48,8 +53,8 @@ def test_training_flops_are_6nd(paper):
     )
 
 
-def test_plan_covers_every_gpu_job_with_dag_rule_names(paper_raw, paper):
-    jobs = plan_jobs(paper_raw)
+def test_plan_covers_every_gpu_job_with_dag_rule_names(paper_jobs, paper):
+    jobs = paper_jobs
     train = [j for j in jobs if j["stage"] == "train"]
     # one row per (variant, segment) with the DAG's rule names
     assert len(train) == 2 * sum(len(paper.segments(s)) for s in paper.models)
@@ -66,8 +71,8 @@ def test_plan_covers_every_gpu_job_with_dag_rule_names(paper_raw, paper):
     assert sum(j["storage_bytes"] for j in t12) > 154 * 2 * n
 
 
-def test_plan_summary_against_the_paper(paper_raw):
-    jobs = plan_jobs(paper_raw)
+def test_plan_summary_against_the_paper(paper_raw, paper_jobs):
+    jobs = paper_jobs
     summary = {r["size"]: r for r in summarize(jobs, paper_raw)}
     assert summary["12b"]["reference_gpu_hours"] == 2 * 72_300
     assert summary["70m"]["gpus"] == 32 and summary["12b"]["gpus"] == 256
@@ -240,9 +245,10 @@ def test_validated_defaults_fill_compute():
     assert raw["compute"]["mfu"] == 0.25 and raw["compute"]["node"]["gpus"] == 8
 
 
-def test_plan_has_the_case_studies_jobs(paper_raw):
-    """Gender-bias intervention arms train from (1 - f) x T on the model's own GPU layout."""
-    jobs = [j for j in plan_jobs(paper_raw) if j["stage"] == "intervention"]
+def test_plan_has_the_case_studies_jobs(paper_jobs):
+    """Gender-bias intervention arms train from (1 - f) x T on the model's own GPU layout;
+    memorization shards score every sample a checkpoint has seen (2 N D forward)."""
+    jobs = [j for j in paper_jobs if j["stage"] == "intervention"]
     arms = {j["rule"]: j for j in jobs}
     assert "intervention_70m_intervention7" in arms and "intervention_1_4b_intervention21" in arms
     j = arms["intervention_6_9b_intervention7"]

@@ -209,7 +209,8 @@ def memorization_jobs(suite: SuiteConfig) -> Iterator[dict]:
                     samples_per_job=mem["samples_per_job"],
                 )
                 for part in range(ms.num_jobs):
-                    rows = len(ms.shard_rows(part)) if ms.num_samples else 0
+                    lo = part * ms.samples_per_job  # as MemorizationSpec.shard_rows, counted
+                    rows = max(min(ms.samples_per_job, ms.num_samples - lo), 0)
                     flops = forward_flops(n, rows * tokens_per_sample)
                     yield job(
                         "memorization_scores",
