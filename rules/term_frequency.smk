@@ -90,8 +90,10 @@ for _size in SIZES if TF_ON else []:
             conda:
                 "../envs/pipeline.yaml"
             threads: config["eval"]["threads"]
+            # one GPU when the suite trains on GPUs, like the eval jobs; 2 x 5000 prompts of
+            # 0-16 shots weigh about what the zero-shot tasks do
             resources:
-                mem_mb=4000,
+                **eval_resources(SUITE, SUITE.models[_size], len(_chunk), 0),
             params:
                 batch_size=TF["batch_size"],
             script:
