@@ -187,6 +187,28 @@ def test_evals_and_figure(run):
         assert f"{variant} models" in md and " ± " in md
 
 
+def test_memorization_scores_analysis_and_fig3(run):
+    import pandas as pd
+
+    mem = CFG["memorization"]
+    step, k, n = mem["steps"][-1], mem["prompt_tokens"], mem["continuation_tokens"]
+    for variant in VARIANTS:
+        for size in SIZES:
+            scores = pd.read_parquet(run / "memorization" / variant / size / f"step{step}.parquet")
+            assert list(scores["index"]) == list(range(step * B))  # every sample seen
+            assert ((scores["score"] * n).round(4) % 1 == 0).all()  # a fraction of l tokens
+            a = json.loads((run / "memorization" / variant / size / f"step{step}.json").read_text())
+            assert (a["prompt_tokens"], a["continuation_tokens"]) == (k, n)
+            assert a["blocks"] == step * B // mem["block_size"] == len(a["counts"])
+            assert sum(a["counts"]) == a["memorized"] == int((scores["score"] == 1).sum())
+            assert a["planted"]["planted"]["samples"] + a["planted"]["rest"]["samples"] > 0
+    table = pd.read_csv(run / "tables" / "memorization.csv")
+    assert len(table) == len(VARIANTS) * len(SIZES)
+    for ext, magic in (("pdf", b"%PDF"), ("png", b"\x89PNG")):
+        fig = run / "figures" / f"memorization_qq_{SIZES[-1]}_step{step}.{ext}"
+        assert fig.read_bytes()[:4] == magic
+
+
 def test_report_embeds_figures_and_plan(run, tmp_path):
     """`snakemake --report`: the figures with their captions and the compute plan."""
     import zipfile
