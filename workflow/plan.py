@@ -228,6 +228,39 @@ def memorization_jobs(suite: SuiteConfig) -> Iterator[dict]:
 
 
 @stage_estimator
+def term_frequency_jobs(suite: SuiteConfig) -> Iterator[dict]:
+    """Term-frequency arithmetic (rules/term_frequency.smk, grouped as the eval jobs): every
+    (operation, x1, x2, shots) prompt of ~16 tokens per example line, (1 + shots) lines, plus
+    the generated answer, forward through each checkpoint."""
+    tf = suite.raw.get("term_frequency") or {}
+    if not tf.get("steps") or tf["variant"] not in suite.variants:
+        return
+    compute = suite.raw["compute"]
+    pairs = (tf["x1"][1] - tf["x1"][0] + 1) * (tf["x2"][1] - tf["x2"][0] + 1)
+    tokens = sum(
+        len(tf["operations"]) * pairs * (16 * (1 + k) + tf["max_new_tokens"]) for k in tf["shots"]
+    )
+    per_job = suite.raw["eval"]["steps_per_job"]
+    steps = tf["steps"]
+    for size, spec in suite.models.items():
+        n = model_params(suite, spec)
+        for chunk in (steps[i : i + per_job] for i in range(0, len(steps), per_job)):
+            flops = forward_flops(n, tokens * len(chunk))
+            yield job(
+                f"term_frequency_eval_{rule_tag(size)}_{chunk[0]}_{chunk[-1]}",
+                "term_frequency",
+                tf["variant"],
+                size,
+                chunk[0],
+                chunk[-1],
+                gpus=1 if spec.gpus else 0,
+                nodes=1,
+                flops=flops,
+                gpu_hours=gpu_hours(flops, compute) if spec.gpus else 0.0,
+            )
+
+
+@stage_estimator
 def intervention_jobs(suite: SuiteConfig) -> Iterator[dict]:
     """Gender-bias intervention arms (rules/intervention.smk): training from `start` to `end`
     (6·N·D), on the model's own GPU layout."""
@@ -237,9 +270,28 @@ def intervention_jobs(suite: SuiteConfig) -> Iterator[dict]:
     arms = ["intervention"] + (
         ["control"] if suite.raw["intervention"]["baseline"] == "control" else []
     )
+    iv = suite.raw["intervention"]
+    tasks = [iv["crows_task"], *iv["winobias_tasks"], iv["lambada_task"]]
+    per_task = compute["eval_tokens_per_task"]
+    eval_tokens_per_checkpoint = sum(per_task.get(t, per_task["default"]) for t in tasks)
     for run in suite.interventions:
         spec = suite.models[run.size]
         n = model_params(suite, spec)
+        # the bias and LAMBADA evals of both arms: the start, then each arm over the window
+        evaluated = 1 + 2 * len(run.window)
+        eval_flops = forward_flops(n, eval_tokens_per_checkpoint * evaluated)
+        yield job(
+            f"evaluate_{rule_tag(run.size)}_{run.name}",
+            "intervention",
+            run.variant,
+            run.size,
+            run.start,
+            run.end,
+            gpus=1 if spec.gpus else 0,
+            nodes=1,
+            flops=eval_flops,
+            gpu_hours=gpu_hours(eval_flops, compute) if spec.gpus else 0.0,
+        )
         flops = training_flops(n, segment_tokens(suite, run.start, run.end))
         for arm in arms:
             yield job(
