@@ -223,34 +223,6 @@ def test_report_embeds_figures_and_plan(run, tmp_path):
     assert b"Figs. 10-15 of Biderman" in html and b"estimated FLOPs" in html  # captions
 
 
-KILL_CONFIG = {
-    "run": "kill",
-    "variants": ["standard"],
-    "data": {
-        "source": "generated",
-        "generator": {
-            "seed": 3,
-            "num_documents": 300,
-            "heldout_documents": 20,
-            "near_duplicate_clusters": 5,
-            "memorized_sequences": 2,
-        },
-        "tokenizer": {"kind": "train_bpe", "vocab_size": 400},
-    },
-    "training": {
-        "seq_length": 64,
-        "global_batch_size": 8,
-        "train_iters": 48,
-        "checkpoints": {"log_spaced": False, "every": 48},
-    },
-    "models": {
-        "k": {"num_layers": 4, "hidden_size": 128, "num_attention_heads": 4, "lr": 2e-3},
-    },
-    "hub": {"backend": "local_git", "org": "ci-org"},
-    "eval": {"steps": [48]},
-}
-
-
 def test_term_frequency_table_4_and_figures(run):
     """Accuracy per x1 beside its count in the rows the checkpoint saw, the gap table and
     Fig. 7 for both operations (issue #7)."""
@@ -268,54 +240,3 @@ def test_term_frequency_table_4_and_figures(run):
     assert "| model |" in (run / "tables" / "term_frequency_gap.md").read_text()
     for op in ("plus", "times"):
         assert (run / "figures" / f"term_frequency_{op}.png").read_bytes()[:4] == b"\x89PNG"
-
-
-def _train_target(workdir, *args, popen=False):
-    workdir.mkdir(parents=True, exist_ok=True)
-    cfg = workdir / "kill.yaml"
-    cfg.write_text(yaml.safe_dump(KILL_CONFIG))
-    env = dict(os.environ, DS_ACCELERATOR="cpu", HF_HUB_OFFLINE="1")
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
-    cmd += ["--directory", str(workdir), "--cores", "2", *args]
-    cmd += ["results/kill/models/standard/k/step48", "--configfile", str(cfg)]
-    if popen:
-        return subprocess.Popen(
-            cmd,
-            env=env,
-            start_new_session=True,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-
-
-def test_sigkill_mid_segment_then_rerun_is_bit_identical(tmp_path):
-    """kill -9 the whole job tree halfway through a segment; the rerun gives the same weights
-    as a run that was never interrupted."""
-    import signal
-    import time
-
-    clean = _train_target(tmp_path / "clean")
-    assert clean.returncode == 0, clean.stdout[-3000:] + clean.stderr[-3000:]
-    work = tmp_path / "killed"
-    proc = _train_target(work, popen=True)
-    log = work / "results" / "kill" / "logs" / "train" / "standard" / "k" / "segment0-48.log"
-    deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None:
-        if log.exists() and "step 20 " in log.read_text():
-            os.killpg(proc.pid, signal.SIGKILL)
-            break
-        time.sleep(0.05)
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, "the job ended before it could be killed"
-    final = work / "results" / "kill" / "models" / "standard" / "k" / "step48"
-    assert not (final / "model.safetensors").exists()
-    # what a user does after a crash: drop the dead run's lock, rerun the incomplete jobs
-    assert _train_target(work, "--unlock").returncode == 0
-    rerun = _train_target(work, "--rerun-incomplete")
-    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
-    want = tmp_path / "clean" / "results" / "kill" / "models" / "standard" / "k" / "step48"
-    assert (final / "model.safetensors").read_bytes() == (want / "model.safetensors").read_bytes()
-    rows = (final.parent / "train_log" / "steps1-48.csv").read_text().splitlines()
-    assert len(rows) == 1 + 48
