@@ -10,7 +10,7 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-from workflow.io import write_json  # noqa: E402
+from workflow.io import write_checked_json  # noqa: E402
 from workflow.logs import log_to  # noqa: E402
 from workflow.term_frequency import evaluate_arithmetic  # noqa: E402
 
@@ -25,5 +25,6 @@ with log_to(sm.log[0]) as log:
             tasks=tasks,
             batch_size=sm.params.batch_size,
         )
-        write_json(out, result)
+        result["producer"] = sm.rule  # with its sha256: the table refuses a changed file
+        write_checked_json(out, result)
         log.info("%s: %s (%.1f s)", out, result["results"], result["seconds"])

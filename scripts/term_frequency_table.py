@@ -5,7 +5,7 @@ import re
 import pandas as pd
 
 from workflow.figures import write_table
-from workflow.io import read_json, write_text
+from workflow.io import read_checked_json, write_text
 from workflow.logs import log_to
 from workflow.term_frequency import frequency_table, gap_markdown, gap_table
 
@@ -16,7 +16,7 @@ with log_to(sm.log[0]) as log:
     evals = []
     for path in sm.input.evals:
         m = STEP.search(str(path))
-        evals.append((m["size"], int(m["step"]), read_json(path)))
+        evals.append((m["size"], int(m["step"]), read_checked_json(path)))
     table = frequency_table(evals, pd.read_csv(sm.input.counts))
     write_table(table, sm.output.table)
     tf = sm.params.term_frequency
