@@ -61,6 +61,13 @@ CASES = {
         "0shot.json",
         [f"{E}/step{s}/0shot.json" for s in (0, 8)],
     ),
+    # two scoring jobs of step 8's samples: killed while writing the first shard's scores
+    "memorization": (
+        "memorization_scores",
+        f"{RUN}/memorization/{VARIANT}/{SIZE}/step8/part0.parquet",
+        "part0.parquet",
+        [f"{RUN}/memorization/{VARIANT}/{SIZE}/step8/part0.parquet"],
+    ),
     "figure": (
         "fig_lambada_over_training",
         f"{RUN}/figures/lambada_over_training.png",
