@@ -3,69 +3,7 @@
 # evaluate the baseline and intervention arms over the window on CrowS-Pairs-like, WinoBias-like
 # and LAMBADA tasks.
 
-from workflow.corpus import occupation_subset
-
-IV = config["intervention"]
-GENERATOR = (
-    config["data"]["generator"] if config["data"]["source"] == "generated" else None
-)
-INTERVENTIONS = (
-    SUITE.interventions if config["checkpoints"]["source"] == "trained" else []
-)
-GENERATED_BIAS_TASKS = [
-    t
-    for t in [IV["crows_task"], *IV["winobias_tasks"]]
-    if t in ("crows_pairs_style", "winobias_style_pro", "winobias_style_anti")
-]
-
-
-def intervention_dir(run, arm, step):
-    """Checkpoints of an arm: `intervention7/step{N}` beside the model's own steps; the
-    baseline is the model's own checkpoint, or its `control7` continuation."""
-    if arm == "baseline" and (step == run.start or IV["baseline"] == "main"):
-        return checkpoint_dir(run.variant, run.size, step)
-    kind = (
-        run.name
-        if arm == "intervention"
-        else run.name.replace("intervention", "control")
-    )
-    return run_path("models", run.variant, run.size, kind, f"step{step}")
-
-
-def intervention_evals(run):
-    """(checkpoint, eval JSON) of both arms: the baseline from the start, the intervention
-    over the window (at the start both arms are the same weights)."""
-    pairs = []
-    for arm in ("baseline", "intervention"):
-        steps = ([run.start] if arm == "baseline" else []) + list(run.window)
-        for step in steps:
-            pairs.append(
-                (
-                    intervention_dir(run, arm, step),
-                    run_path(
-                        "evals",
-                        "intervention",
-                        run.size,
-                        run.name,
-                        arm,
-                        f"step{step}.json",
-                    ),
-                )
-            )
-    return pairs
-
-
-def intervention_targets():
-    if not INTERVENTIONS:
-        return []
-    return [
-        run_path("tables", "intervention.csv"),
-        *expand(
-            run_path("figures", "intervention_{fig}.{ext}"),
-            fig=["crows_pairs", "winobias", "lambada"],
-            ext=["pdf", "png"],
-        ),
-    ]
+# paths and targets: rules/common.smk (intervention_dir, intervention_evals)
 
 
 rule bias_tasks:
@@ -108,7 +46,7 @@ rule swap_map:
 
 
 for _i, _run in enumerate(INTERVENTIONS):
-    _tag = re.sub(r"\W", "_", _run.size) + "_" + _run.name
+    _tag = f"{re.sub(r'[^0-9A-Za-z]', '_', _run.size)}_{_run.name}"
     _arms = ["intervention"] + (["control"] if IV["baseline"] == "control" else [])
     for _arm in _arms:
 
