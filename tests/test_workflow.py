@@ -223,6 +223,35 @@ def test_report_embeds_figures_and_plan(run, tmp_path):
     assert b"Figs. 10-15 of Biderman" in html and b"estimated FLOPs" in html  # captions
 
 
+def test_intervention_control_is_the_main_run_and_figures(run):
+    """The control arm resumes the main run's step-12 state without the swap: its final weights
+    are the main run's, bit for bit; the intervention arm's are not; both are evaluated."""
+    import pandas as pd
+    from safetensors.torch import load_file
+
+    (iv,) = CFG["intervention"]["runs"]
+    base = run / "models" / "deduped" / iv["size"]
+    final = f"step{ITERS}"
+    main, ctl, itv = (
+        load_file(d / final / "model.safetensors")
+        for d in (base, base / "control25", base / "intervention25")
+    )
+    assert all(torch_equal(main[k], ctl[k]) for k in main)
+    assert not all(torch_equal(main[k], itv[k]) for k in main)
+    table = pd.read_csv(run / "tables" / "intervention.csv")
+    assert set(table["arm"]) == {"baseline", "intervention"}
+    assert {"pct_stereotype", "net_bias", "acc"} <= set(table["metric"])
+    assert table["step"].max() == ITERS and table["step"].min() == 12
+    for fig in ("crows_pairs", "winobias", "lambada"):
+        assert (run / "figures" / f"intervention_{fig}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def torch_equal(a, b):
+    import torch
+
+    return torch.equal(a, b)
+
+
 def test_term_frequency_table_4_and_figures(run):
     """Accuracy per x1 beside its count in the rows the checkpoint saw, the gap table and
     Fig. 7 for both operations (issue #7)."""
