@@ -39,6 +39,8 @@ def _suite(seq: int, batch: int, layers: int, hidden: int, heads: int, steps: in
     raw["training"]["checkpoints"] = {"log_spaced": True, "every": steps}
     raw["eval"]["steps"] = [0]
     raw.pop("sizes", None)
+    for study in ("intervention", "memorization", "term_frequency"):  # need the real suite
+        raw.pop(study, None)
     raw["models"] = {
         "m": {"num_layers": layers, "hidden_size": hidden, "num_attention_heads": heads, "lr": 1e-3}
     }
