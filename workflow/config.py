@@ -269,8 +269,8 @@ def training_segments(
     Step 0 (the initialisation) is its own segment with start -1. A segment ends on the first
     scheduled step at least `segment_steps` after its start, or earlier on one of `boundaries`
     (steps whose checkpoint must hold the optimizer state, as an intervention's start; they are
-    saved even when not scheduled), so boundaries are always checkpoints and every scheduled step belongs to exactly
-    one segment.
+    saved even when not scheduled), so boundaries are always checkpoints and every scheduled
+    step belongs to exactly one segment.
     """
     segments = []
     rest = sorted({s for s in (*schedule, *boundaries) if s > 0})
