@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from bench.common import Result
-from workflow.config import SuiteConfig, validate_config
+from workflow.config import SuiteConfig, validate_config, without_case_studies
 from workflow.indexed_dataset import MMapIndexedDataset, write_indexed_dataset
 from workflow.lr_schedule import lambda_for
 from workflow.model import build_model
@@ -39,8 +39,7 @@ def _suite(seq: int, batch: int, layers: int, hidden: int, heads: int, steps: in
     raw["training"]["checkpoints"] = {"log_spaced": True, "every": steps}
     raw["eval"]["steps"] = [0]
     raw.pop("sizes", None)
-    for study in ("intervention", "memorization", "term_frequency"):  # need the real suite
-        raw.pop(study, None)
+    raw = without_case_studies(raw)  # they need the real suite
     raw["models"] = {
         "m": {"num_layers": layers, "hidden_size": hidden, "num_attention_heads": heads, "lr": 1e-3}
     }

@@ -16,6 +16,7 @@ from workflow.config import (
     intervention_start,
     training_segments,
     validate_config,
+    without_case_studies,
 )
 from workflow.indexed_dataset import write_indexed_dataset
 from workflow.intervention import InterventionError, swap_map, token_map
@@ -39,8 +40,7 @@ def _raw(**intervention):
         checkpoints={"log_spaced": False, "every": 8},
     )
     raw.pop("sizes", None)
-    for study in ("memorization", "term_frequency"):  # other case studies: not this suite's
-        raw.pop(study, None)
+    raw = without_case_studies(raw)  # other case studies: not this suite's
     raw["eval"]["steps"] = [0, 16]
     raw["models"] = {
         SIZE: {

@@ -17,6 +17,7 @@ from helpers_checkpoints import block_external_network, isolate_hf, make_checkpo
 from minihub import MiniHub
 
 from workflow import published
+from workflow.config import without_case_studies
 from workflow.hub import HubError
 from workflow.published import PUBLISHED_JSON, fetch_published_checkpoint
 
@@ -103,7 +104,9 @@ def test_missing_step_repo_and_hash_mismatch(hub, tmp_path, monkeypatch):
 def test_published_source_runs_to_a_figure(hub, tmp_path):
     """`--config checkpoints=published`: no training, no upload; the eval and the figure run on
     checkpoints fetched from the (stand-in) Hub."""
-    cfg = yaml.safe_load((REPO_ROOT / "tests" / "data" / "ci.yaml").read_text())
+    cfg = without_case_studies(
+        yaml.safe_load((REPO_ROOT / "tests" / "data" / "ci.yaml").read_text())
+    )
     cfg["run"] = "pub"
     cfg["models"] = {"tiny-70m": cfg["models"]["tiny-70m"]}
     cfg["training"].update(train_iters=8, checkpoints={"log_spaced": True, "every": 4})

@@ -12,6 +12,7 @@ import pytest
 from helpers_checkpoints import block_external_network, isolate_hf
 from minihub import MiniHub
 
+from workflow.config import without_case_studies
 from workflow.data_order import pack_samples
 from workflow.indexed_dataset import MMapIndexedDataset, write_indexed_dataset
 from workflow.releases import (
@@ -209,7 +210,9 @@ REPO_ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 def _release_config(tmp_path, source, release):
     import yaml
 
-    cfg = yaml.safe_load((REPO_ROOT / "tests" / "data" / "ci.yaml").read_text())
+    cfg = without_case_studies(
+        yaml.safe_load((REPO_ROOT / "tests" / "data" / "ci.yaml").read_text())
+    )
     cfg["run"] = source
     cfg["variants"] = ["deduped"]
     cfg["data"] = {

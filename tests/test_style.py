@@ -88,7 +88,14 @@ def test_paper_suite_plans_without_network(tmp_path):
     assert counts["download"] == 30
     assert counts["upload"] == 16 * 154
     # zero-shot grid + five-shot grid, one checkpoint per job (eval.steps_per_job: 1)
-    assert sum(n for r, n in counts.items() if r.startswith("evaluate_")) == 16 * (27 + 15)
+    suite_evals = [r for r in counts if r.startswith("evaluate_") and "intervention" not in r]
+    assert sum(counts[r] for r in suite_evals) == 16 * (27 + 15)
+    # the paper's five interventions (70m, 410m, 1.4b, 6.9b at 7%; 1.4b at 21%), both arms
+    arms = [r for r in counts if r.startswith("intervention_") and r != "intervention_table"]
+    assert sum(counts[r] for r in arms) == 5 and counts["intervention_table"] == 1
+    assert (
+        sum(n for r, n in counts.items() if r.startswith("evaluate_") and "intervention" in r) == 5
+    )
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from workflow.config import Segment, SuiteConfig, validate_config
+from workflow.config import Segment, SuiteConfig, validate_config, without_case_studies
 from workflow.indexed_dataset import MMapIndexedDataset, write_indexed_dataset
 from workflow.io import write_json
 from workflow.model import init_stds
@@ -27,7 +27,7 @@ SEQ, BATCH, VOCAB = 16, 4, 300
 
 def tiny_suite(**training) -> SuiteConfig:
     with open("config/config.yaml") as f:
-        raw = yaml.safe_load(f)
+        raw = without_case_studies(yaml.safe_load(f))
     raw["training"].update(
         {
             "seq_length": SEQ,

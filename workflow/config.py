@@ -203,6 +203,16 @@ def _check_semantics(config: dict, source: str) -> None:
         raise ConfigError(f"invalid {source}:\n" + "\n".join(f"  {p}" for p in problems))
 
 
+# Case studies read the suite's own checkpoints and data: a derived suite (other steps, shorter
+# rows, other models) drops them rather than carry settings that no longer fit.
+CASE_STUDIES = ("intervention", "memorization", "term_frequency")
+
+
+def without_case_studies(raw: Mapping[str, Any]) -> dict:
+    """`raw` without the case-study sections (tests and benchmarks that reshape a suite)."""
+    return {k: v for k, v in raw.items() if k not in CASE_STUDIES}
+
+
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict:
     """Read a YAML config file, apply nested overrides, and validate it."""
     path = Path(path)

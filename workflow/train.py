@@ -572,10 +572,17 @@ def load_hf_weights(model, ckpt: Path) -> None:
 
 
 def verify_checkpoint_files(ckpt: str | os.PathLike, meta: Mapping[str, Any]) -> None:
-    """The checkpoint's files are the bytes its training segment wrote (io.verify_files)."""
+    """The checkpoint's files are the bytes its training segment wrote (io.verify_files).
+
+    Without a deepspeed/ directory at all the checkpoint is weights only (a Hub copy, or state
+    saved by another number of ranks): its weights are checked, and check_resume decides
+    whether weights alone can start the segment (step 0 only)."""
+    files = meta.get("files")
+    if files and not (Path(ckpt) / DEEPSPEED_DIR).is_dir():
+        files = {k: v for k, v in files.items() if k.split("/")[0] != DEEPSPEED_DIR}
     verify_files(
         ckpt,
-        meta.get("files"),
+        files,
         record=Path(ckpt) / CHECKPOINT_JSON,
         # the segment rule that wrote it (when the script recorded it), else its output path
         rule=meta.get("producer") or str(ckpt),
