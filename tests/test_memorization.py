@@ -2,14 +2,13 @@
 analysis, planted passages, bad inputs, and the targets in the paper suite's DAG."""
 
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers_dag import dry_run_counts
 from scipy import stats
 
 from workflow.config import ConfigError, load_config
@@ -318,27 +317,9 @@ def test_analysis_table_and_figure(tmp_path):
 # ---------------------------------------------------------------------------- the DAG
 
 
-def _dry_run(*args):
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"), *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    counts = {}
-    for line in proc.stdout.split("Job stats:")[1].splitlines()[3:]:
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit():
-            counts[parts[0]] = int(parts[1])
-    return counts
-
-
 def test_paper_suite_plans_memorization_and_fig3(tmp_path):
-    counts = _dry_run(
-        "--directory",
-        str(tmp_path),
+    counts = dry_run_counts(
+        tmp_path,
         "--configfile",
         "config/pythia.yaml",
         "--",
@@ -353,6 +334,6 @@ def test_paper_suite_plans_memorization_and_fig3(tmp_path):
 
 
 def test_embedded_default_builds_fig3_in_all(tmp_path):
-    counts = _dry_run("--directory", str(tmp_path))
+    counts = dry_run_counts(tmp_path)
     assert counts["memorization_scores"] == counts["memorization_gather"] == 16
     assert counts["fig_memorization_qq"] == counts["memorization_table"] == 1

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers_dag import dry_run_counts
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -108,7 +109,7 @@ def test_paper_suite_plans_without_network(tmp_path):
     ],
 )
 def test_paper_suite_plans_from_released_data(tmp_path, overlay, expected):
-    counts = _dry_run_counts(
+    counts = dry_run_counts(
         tmp_path, "--configfile", "config/pythia.yaml", f"config/sources/{overlay}.yaml"
     )
     for rule in ("corpus", "tokenize", "dedup", "dedup_signatures", "deduped_documents"):
@@ -119,7 +120,7 @@ def test_paper_suite_plans_from_released_data(tmp_path, overlay, expected):
 
 
 def test_paper_figure_from_published_checkpoints_plans_no_training(tmp_path):
-    counts = _dry_run_counts(
+    counts = dry_run_counts(
         tmp_path,
         "results/pythia/figures/lambada_over_training.pdf",
         "--configfile",
@@ -139,22 +140,3 @@ def test_paper_figure_from_published_checkpoints_plans_no_training(tmp_path):
         "prefetch_eval_data",  # lm-eval task data, once, before the offline eval jobs
         "total",
     }
-
-
-def _dry_run_counts(tmp_path, *args) -> dict[str, int]:
-    """Jobs per rule of `snakemake -n` in a scratch directory (no network, nothing runs)."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile")]
-        + ["--directory", str(tmp_path), *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    counts = {}
-    for line in proc.stdout.split("Job stats:")[1].splitlines()[3:]:
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit():
-            counts[parts[0]] = int(parts[1])
-    return counts

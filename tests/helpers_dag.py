@@ -1,0 +1,26 @@
+"""Dry runs of the DAG for the tests that count jobs per rule."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def dry_run_counts(tmp_path, *args) -> dict[str, int]:
+    """Jobs per rule of `snakemake -n` in a scratch directory (no network, nothing runs)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile")]
+        + ["--directory", str(tmp_path), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    counts = {}
+    for line in proc.stdout.split("Job stats:")[1].splitlines()[3:]:
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    return counts
