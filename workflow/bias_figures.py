@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from workflow.figures import _savefig, size_key
-from workflow.io import read_json
+from workflow.figures import _savefig, metric_rows, size_key
+from workflow.io import read_checked_json
 
 PATH = re.compile(
     r"evals/intervention/(?P<size>[^/]+)/(?P<run>intervention\d+)/(?P<arm>baseline|intervention)"
@@ -71,24 +71,10 @@ def intervention_table(
         if key not in fractions:
             raise ValueError(f"{posix}: no intervention run {key} in the config")
         step = int(m["step"])
-        for task, metrics in read_json(path)["results"].items():
-            for metric, value in metrics.items():
-                if value is None or metric.endswith("_stderr"):
-                    continue
-                se = metrics.get(f"{metric}_stderr")
-                rows.append(
-                    (
-                        *key,
-                        fractions[key],
-                        m["arm"],
-                        step,
-                        100.0 * step / train_iters,
-                        task,
-                        metric,
-                        float(value),
-                        None if se is None else float(se),
-                    )
-                )
+        # refuses a damaged or edited result, naming the rule that rebuilds it
+        results = read_checked_json(path, rule=posix).get("results") or {}
+        for row in metric_rows(results):
+            rows.append((*key, fractions[key], m["arm"], step, 100.0 * step / train_iters, *row))
     if not rows:
         raise ValueError("no intervention results to collect")
     df = pd.DataFrame(rows, columns=COLUMNS)

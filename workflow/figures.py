@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,17 @@ def _check_one_suite(seen: dict, checkpoint: Any, m: re.Match, posix: str) -> No
         seen.setdefault(key, (value, posix))
 
 
+def metric_rows(results: Mapping[str, Mapping[str, Any]]) -> Iterator[tuple]:
+    """(task, metric, value, stderr) of an lm-eval result's metrics; a stderr goes beside its
+    metric, and metrics without a value (stderr "N/A") are left out."""
+    for task, metrics in results.items():
+        for metric, value in metrics.items():
+            if value is None or metric.endswith("_stderr"):
+                continue
+            stderr = metrics.get(f"{metric}_stderr")
+            yield task, metric, float(value), None if stderr is None else float(stderr)
+
+
 def collect_evals(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
     """Long table [variant, size, step, shots, task, metric, value] from evaluate_checkpoint JSONs.
 
@@ -80,23 +91,8 @@ def collect_evals(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
         if not isinstance(data.get("results"), dict):
             raise ValueError(f"eval result {posix} has no 'results' mapping")
         _check_one_suite(seen, data.get("checkpoint"), m, posix)
-        for task, metrics in data["results"].items():
-            for metric, value in metrics.items():
-                if value is None or metric.endswith("_stderr"):
-                    continue  # a stderr goes beside its metric
-                stderr = metrics.get(f"{metric}_stderr")
-                rows.append(
-                    (
-                        m["variant"],
-                        m["size"],
-                        int(m["step"]),
-                        int(m["shots"]),
-                        task,
-                        metric,
-                        float(value),
-                        None if stderr is None else float(stderr),
-                    )
-                )
+        for row in metric_rows(data["results"]):
+            rows.append((m["variant"], m["size"], int(m["step"]), int(m["shots"]), *row))
     if not rows:
         raise ValueError("no evaluation results to collect (no paths, or no metric values)")
     df = pd.DataFrame(rows, columns=COLUMNS)
