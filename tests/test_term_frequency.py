@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 from helpers_checkpoints import _tokenizer_json
-from test_style import _dry_run_counts
+from helpers_dag import dry_run_counts
 
 from workflow.indexed_dataset import write_indexed_dataset
 from workflow.term_frequency import (
@@ -301,7 +301,7 @@ def test_bad_config_is_refused_naming_the_key(over, message):
 
 
 def test_paper_config_plans_the_figures_and_table_4(tmp_path):
-    counts = _dry_run_counts(
+    counts = dry_run_counts(
         tmp_path,
         "results/pythia/figures/term_frequency_plus.pdf",
         "results/pythia/figures/term_frequency_times.pdf",
@@ -322,6 +322,6 @@ def test_paper_config_plans_the_figures_and_table_4(tmp_path):
 
 
 def test_embedded_default_builds_the_study(tmp_path):
-    counts = _dry_run_counts(tmp_path)
+    counts = dry_run_counts(tmp_path)
     assert counts["term_frequency_table"] == 1 and counts["fig_term_frequency"] == 2
     assert sum(n for r, n in counts.items() if r.startswith("term_frequency_eval_")) == 8
