@@ -3,7 +3,6 @@
 import itertools
 import json
 import re
-import time
 from collections import Counter, defaultdict
 
 import pytest
@@ -313,12 +312,38 @@ def test_planted_skew_on_the_config_corpus(planted):
     assert abs(unbiased["stereotypical_fraction"] - 0.5) <= 0.1
 
 
-def test_generator_is_fast(tmp_path):
-    start = time.perf_counter()
-    generate_corpus(
-        tmp_path / "t.jsonl", tmp_path / "h.jsonl", **{**PLANTED, "num_documents": 2000}
+def test_domain_weights(tmp_path):
+    """`domain_weights` sets the share of documents per domain (the embedded default makes half
+    of them arithmetic for the term-frequency study); the default weights are DOMAIN_WEIGHTS,
+    byte for byte, and a bad mapping is refused with the domains it lacks or does not know."""
+    from workflow.corpus import DOMAIN_WEIGHTS, DOMAINS
+
+    params = {**PLANTED, "num_documents": 600, "near_duplicate_clusters": 0}
+    base = generate_corpus(tmp_path / "a.jsonl", tmp_path / "ah.jsonl", **params)
+    same = generate_corpus(
+        tmp_path / "b.jsonl",
+        tmp_path / "bh.jsonl",
+        **params,
+        domain_weights=dict(zip(DOMAINS, DOMAIN_WEIGHTS, strict=True)),
     )
-    assert time.perf_counter() - start < 2.0
+    assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+    assert base == same
+    heavy = {"encyclopedic": 0.2, "prose": 0.15, "dialogue": 0.1, "code": 0.05, "arithmetic": 0.5}
+    s = generate_corpus(tmp_path / "t.jsonl", tmp_path / "h.jsonl", **params, domain_weights=heavy)
+    per = s["documents_per_domain"]
+    assert abs(per["arithmetic"] / sum(per.values()) - 0.5) < 0.06
+    assert s["arithmetic"]["statements"] > 2.5 * base["arithmetic"]["statements"]
+    assert s["memorized"]["occurrences"] == base["memorized"]["occurrences"]
+    for bad, match in (
+        ({**heavy, "poetry": 1.0}, r"unknown: \['poetry'\]"),
+        ({k: v for k, v in heavy.items() if k != "code"}, r"missing: \['code'\]"),
+        ({**heavy, "code": -1}, ">= 0"),
+        ({"encyclopedic": 0, "prose": 0, "dialogue": 0, "code": 1, "arithmetic": 0}, "running"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            generate_corpus(
+                tmp_path / "x.jsonl", tmp_path / "xh.jsonl", **params, domain_weights=bad
+            )
 
 
 # ---------------------------------------------------------------------------------- read_jsonl

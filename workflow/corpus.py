@@ -30,7 +30,7 @@ import os
 import random
 import re
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -570,6 +570,26 @@ def _near_duplicates(rng: random.Random, text: str, copies: int, edit_rate: floa
 # --------------------------------------------------------------------------------------------
 
 
+def domain_weight_tuple(domain_weights: Mapping[str, float] | None) -> tuple[float, ...]:
+    """Weights in DOMAINS order from a {domain: weight} mapping (None: DOMAIN_WEIGHTS)."""
+    if domain_weights is None:
+        return DOMAIN_WEIGHTS
+    unknown = sorted(set(domain_weights) - set(DOMAINS))
+    missing = [d for d in DOMAINS if d not in domain_weights]
+    if unknown or missing:
+        raise ValueError(
+            f"domain_weights {dict(domain_weights)}: expected one weight for each of "
+            f"{list(DOMAINS)} (unknown: {unknown}, missing: {missing})"
+        )
+    weights = tuple(float(domain_weights[d]) for d in DOMAINS)
+    if min(weights) < 0 or sum(weights[:3] + weights[4:]) <= 0:
+        raise ValueError(
+            f"domain_weights {dict(domain_weights)}: weights must be >= 0, and some domain "
+            "other than code must have weight > 0 (memorized passages go into running text)"
+        )
+    return weights
+
+
 def generate_corpus(
     train_path: str | os.PathLike,
     heldout_path: str | os.PathLike,
@@ -589,6 +609,7 @@ def generate_corpus(
     occupations: int | None = None,
     occupation_sentences: int = 1,
     occupation_templates: Sequence[str] = DEFAULT_OCCUPATION_TEMPLATES,
+    domain_weights: Mapping[str, float] | None = None,
 ) -> dict:
     """Write the training and held-out jsonl files; return corpus statistics.
 
@@ -609,6 +630,9 @@ def generate_corpus(
       prose document (over `occupations` of the occupations, `occupation_subset`), whose pronoun
       matches the occupation's stereotype with probability `stereotype_skew`.
     Held-out documents get the arithmetic and occupation sentences, never a memorized passage.
+
+    `domain_weights` (domain -> relative weight, each of DOMAINS) replaces DOMAIN_WEIGHTS, the
+    share of documents drawn from each domain; hosts of memorized passages are never code.
     """
     lo, hi = (int(x) for x in sentences_per_document)
     if not 1 <= lo <= hi:
@@ -633,6 +657,8 @@ def generate_corpus(
         raise ValueError(
             f"operand_x2_max must be in [1, {ZipfOperands.X2_MAX}], got {operand_x2_max}"
         )
+    weights = domain_weight_tuple(domain_weights)
+    host_weights = weights[:3] + weights[4:]
     world = build_world(seed)
     if occupation_sentences < 1:
         raise ValueError(f"occupation_sentences must be >= 1, got {occupation_sentences}")
@@ -654,8 +680,7 @@ def generate_corpus(
 
     def draw(long: bool = False, passage: str | None = None) -> tuple[str, str]:
         domains = DOMAINS if passage is None else HOST_DOMAINS
-        weights = DOMAIN_WEIGHTS if passage is None else HOST_WEIGHTS
-        domain = rng.choices(domains, weights)[0]
+        domain = rng.choices(domains, weights if passage is None else host_weights)[0]
         n = rng.randint((lo + hi + 1) // 2, hi) if long else rng.randint(lo, hi)
         return domain, _document(rng, world, planted, domain, n, cloze=False, passage=passage)
 
@@ -678,7 +703,7 @@ def generate_corpus(
     train_texts = {d[0] for d in docs}
     heldout = []
     while len(heldout) < heldout_documents:
-        domain = rng.choices(DOMAINS, DOMAIN_WEIGHTS)[0]
+        domain = rng.choices(DOMAINS, weights)[0]
         text = _document(rng, world, planted, domain, rng.randint(lo, hi), cloze=True)
         if text not in train_texts:  # held-out text is never trained on
             train_texts.add(text)
