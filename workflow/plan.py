@@ -25,7 +25,7 @@ from workflow.compute import (
     segment_tokens,
     training_flops,
 )
-from workflow.config import SuiteConfig
+from workflow.config import ModelSpec, SuiteConfig
 from workflow.io import atomic_path
 
 COLUMNS = [
@@ -79,6 +79,38 @@ def job(rule: str, stage: str, variant: str, size: str, first: int, last: int, *
     row.update(rule=rule, stage=stage, variant=variant, size=size, first_step=first)
     row.update(last_step=last, **kw)
     return row
+
+
+def forward_job(
+    rule: str,
+    stage: str,
+    variant: str,
+    size: str,
+    first: int,
+    last: int,
+    *,
+    spec: ModelSpec,
+    flops: float,
+    compute: Mapping[str, Any],
+    **kw,
+) -> dict:
+    """A forward-only job (evaluation, memorization scoring): one GPU for a model trained on
+    GPUs, none for a CPU suite's."""
+    gpus = 1 if spec.gpus else 0
+    hours = gpu_hours(flops, compute) if gpus else 0.0
+    return job(
+        rule,
+        stage,
+        variant,
+        size,
+        first,
+        last,
+        gpus=gpus,
+        nodes=1,
+        flops=flops,
+        gpu_hours=hours,
+        **kw,
+    )
 
 
 @stage_estimator
@@ -155,17 +187,16 @@ def eval_jobs(suite: SuiteConfig) -> Iterator[dict]:
                 steps = suite.eval_steps(shots)
                 for chunk in (steps[i : i + per_job] for i in range(0, len(steps), per_job)):
                     flops = forward_flops(n, eval_tokens(suite, shots) * len(chunk))
-                    yield job(
+                    yield forward_job(
                         f"evaluate_{rule_tag(size)}_{shots}shot_{chunk[0]}_{chunk[-1]}",
                         f"eval_{shots}shot",
                         variant,
                         size,
                         chunk[0],
                         chunk[-1],
-                        gpus=1 if spec.gpus else 0,
-                        nodes=1,
+                        spec=spec,
                         flops=flops,
-                        gpu_hours=gpu_hours(flops, compute) if spec.gpus else 0.0,
+                        compute=compute,
                     )
                     for step in chunk if published else ():
                         if step not in fetched:
@@ -212,17 +243,16 @@ def memorization_jobs(suite: SuiteConfig) -> Iterator[dict]:
                     lo = part * ms.samples_per_job  # as MemorizationSpec.shard_rows, counted
                     rows = max(min(ms.samples_per_job, ms.num_samples - lo), 0)
                     flops = forward_flops(n, rows * tokens_per_sample)
-                    yield job(
+                    yield forward_job(
                         "memorization_scores",
                         "memorization",
                         variant,
                         size,
                         step,
                         step,
-                        gpus=1 if spec.gpus else 0,
-                        nodes=1,
+                        spec=spec,
                         flops=flops,
-                        gpu_hours=gpu_hours(flops, compute) if spec.gpus else 0.0,
+                        compute=compute,
                         storage_bytes=rows * 16,  # a score and an index per sample (parquet)
                     )
 
@@ -246,17 +276,16 @@ def term_frequency_jobs(suite: SuiteConfig) -> Iterator[dict]:
         n = model_params(suite, spec)
         for chunk in (steps[i : i + per_job] for i in range(0, len(steps), per_job)):
             flops = forward_flops(n, tokens * len(chunk))
-            yield job(
+            yield forward_job(
                 f"term_frequency_eval_{rule_tag(size)}_{chunk[0]}_{chunk[-1]}",
                 "term_frequency",
                 tf["variant"],
                 size,
                 chunk[0],
                 chunk[-1],
-                gpus=1 if spec.gpus else 0,
-                nodes=1,
+                spec=spec,
                 flops=flops,
-                gpu_hours=gpu_hours(flops, compute) if spec.gpus else 0.0,
+                compute=compute,
             )
 
 
@@ -280,17 +309,16 @@ def intervention_jobs(suite: SuiteConfig) -> Iterator[dict]:
         # the bias and LAMBADA evals of both arms: the start, then each arm over the window
         evaluated = 1 + 2 * len(run.window)
         eval_flops = forward_flops(n, eval_tokens_per_checkpoint * evaluated)
-        yield job(
+        yield forward_job(
             f"evaluate_{rule_tag(run.size)}_{run.name}",
             "intervention",
             run.variant,
             run.size,
             run.start,
             run.end,
-            gpus=1 if spec.gpus else 0,
-            nodes=1,
+            spec=spec,
             flops=eval_flops,
-            gpu_hours=gpu_hours(eval_flops, compute) if spec.gpus else 0.0,
+            compute=compute,
         )
         flops = training_flops(n, segment_tokens(suite, run.start, run.end))
         for arm in arms:
