@@ -45,7 +45,6 @@ DOMAINS = ("encyclopedic", "prose", "dialogue", "code", "arithmetic")
 DOMAIN_WEIGHTS = (0.3, 0.25, 0.2, 0.1, 0.15)
 # Memorized passages go into running text, not code.
 HOST_DOMAINS = DOMAINS[:3] + DOMAINS[4:]
-HOST_WEIGHTS = DOMAIN_WEIGHTS[:3] + DOMAIN_WEIGHTS[4:]
 
 # Every pair inside a planted cluster keeps at least this word-5-gram Jaccard similarity: well
 # above the 0.87 dedup threshold, so the 128-permutation MinHash estimate (std ~0.02 here)
@@ -658,7 +657,7 @@ def generate_corpus(
             f"operand_x2_max must be in [1, {ZipfOperands.X2_MAX}], got {operand_x2_max}"
         )
     weights = domain_weight_tuple(domain_weights)
-    host_weights = weights[:3] + weights[4:]
+    host_weights = weights[:3] + weights[4:]  # HOST_DOMAINS: all but code
     world = build_world(seed)
     if occupation_sentences < 1:
         raise ValueError(f"occupation_sentences must be >= 1, got {occupation_sentences}")

@@ -326,15 +326,14 @@ def count_numbers(rows: np.ndarray, table: NumberTokens) -> tuple[np.ndarray, np
     width = rows.shape[1]
     flat = rows.reshape(-1)
     vocab = len(table.has_digit)
-    if flat.dtype == np.uint16:
+    if flat.dtype == np.uint16:  # one lookup finds the digits and any out-of-range id
         pos = np.flatnonzero(table.has_digit_u16[flat])
         bad = flat[pos][flat[pos] >= vocab]
     else:
         bad = flat[(flat >= vocab) | (flat < 0)]
+        pos = np.flatnonzero(table.has_digit[flat]) if not bad.size else None
     if bad.size:
         raise TermFrequencyError(f"token id {int(bad[0])} is outside the tokenizer's {vocab} ids")
-    if flat.dtype != np.uint16:
-        pos = np.flatnonzero(table.has_digit[flat])
     ids = flat[pos]
     found_rows, found_values = [], []
 
