@@ -10,6 +10,7 @@ from workflow import export_library_path
 from workflow.config import ConfigError, SuiteConfig, validate_config
 from workflow.corpus import occupation_subset
 from workflow.compute import check_node_fit, eval_resources, train_resources
+from workflow.plan import rule_tag
 from workflow.profiles import check_profile_variables
 from workflow.releases import release_for
 

@@ -102,7 +102,7 @@ rule check_eval_tasks:
 # One job evaluates several checkpoints of one model (eval.steps_per_job): the process start,
 # imports and task loading are paid once; every checkpoint keeps its own JSON target.
 for _size in SIZES:
-    _tag = re.sub(r"\W", "_", _size)
+    _tag = rule_tag(_size)
     for _shots in config["eval"]["num_fewshot"]:
         _steps = SUITE.eval_steps(_shots)
         _n = config["eval"]["steps_per_job"]

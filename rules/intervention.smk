@@ -46,7 +46,7 @@ rule swap_map:
 
 
 for _i, _run in enumerate(INTERVENTIONS):
-    _tag = f"{re.sub(r'[^0-9A-Za-z]', '_', _run.size)}_{_run.name}"
+    _tag = f"{rule_tag(_run.size)}_{_run.name}"
     _arms = ["intervention"] + (["control"] if IV["baseline"] == "control" else [])
     for _arm in _arms:
 

@@ -57,7 +57,7 @@ rule term_frequency_tasks:
 
 # One job evaluates several checkpoints of one model (eval.steps_per_job), as the eval rules.
 for _size in SIZES if TF_ON else []:
-    _tag = re.sub(r"\W", "_", _size)
+    _tag = rule_tag(_size)
     _n = config["eval"]["steps_per_job"]
     for _chunk in [TF["steps"][i : i + _n] for i in range(0, len(TF["steps"]), _n)]:
 

@@ -9,7 +9,7 @@ if config["checkpoints"]["source"] == "trained":
 
     for _size, _spec in SUITE.models.items():
         for _seg in SUITE.segments(_size):
-            _tag = re.sub(r"\W", "_", _size)
+            _tag = rule_tag(_size)
 
             rule:
                 name:

@@ -65,7 +65,7 @@ def stage_estimator(fn: Estimator) -> Estimator:
 
 
 def rule_tag(size: str) -> str:
-    """A size as it appears in rule names (rules/train.smk, rules/eval.smk)."""
+    """A size as it appears in rule names (every per-size rule in rules/ uses this)."""
     return re.sub(r"\W", "_", size)
 
 
