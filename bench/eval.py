@@ -28,8 +28,8 @@ def _setup(work: Path, checkpoints: int, documents: int) -> tuple[list[Path], Pa
     import torch
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-    from workflow.evaluate import build_cloze_task, write_task_yaml
-    from workflow.tokenizer import save_hf_tokenizer, train_bpe
+    from workflow.data.tokenizer import save_hf_tokenizer, train_bpe
+    from workflow.eval.evaluate import build_cloze_task, write_task_yaml
 
     rng = random.Random(0)
     corpus = work / "heldout.jsonl"
@@ -75,14 +75,14 @@ def run(work: Path, checkpoints: int = 6, documents: int = 100) -> Result:
     outs = [str(work / "ours" / f"{c.name}.json") for c in ckpts]
     grouped = _python(
         "import torch; torch.set_num_threads(1)\n"
-        "from workflow.evaluate import evaluate_checkpoints\n"
+        "from workflow.eval.evaluate import evaluate_checkpoints\n"
         f"evaluate_checkpoints({[str(c) for c in ckpts]!r}, {outs!r}, {kw})"
     )
     naive = 0.0
     for c in ckpts:
         naive += _python(
             "import torch, json; torch.set_num_threads(1)\n"
-            "from workflow.evaluate import evaluate_checkpoint\n"
+            "from workflow.eval.evaluate import evaluate_checkpoint\n"
             f"r = evaluate_checkpoint({str(c)!r}, {kw})\n"
             f"open({str(work / (c.name + '.naive.json'))!r}, 'w').write(json.dumps(r['results']))"
         )

@@ -48,7 +48,7 @@ def run(
 ) -> Result:
     import torch
 
-    from workflow.memorization import greedy_decode, memorization_scores
+    from workflow.studies.memorization.scores import greedy_decode, memorization_scores
 
     model = _model(layers, hidden, heads, vocab)
     rows = np.random.default_rng(0).integers(2, vocab, (sequences, K + L + 1)).astype(np.uint16)

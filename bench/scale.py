@@ -20,9 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import Result
-from workflow.batch_viewer import batch_rows
-from workflow.data_order import build_doc_idx, build_sample_idx, build_shuffle_idx, num_epochs
-from workflow.indexed_dataset import write_index
+from workflow.data.batch_viewer import batch_rows
+from workflow.data.indexed_dataset import write_index
+from workflow.data.pack_shuffle import (
+    build_doc_idx,
+    build_sample_idx,
+    build_shuffle_idx,
+    num_epochs,
+)
 
 # The Pile (reference/pythia.md): ~210M documents, ~334B tokens with the GPT-NeoX tokenizer;
 # Pythia trains 143,000 steps x 1024 samples... of 2049 tokens: 147,164,160 samples.

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import Result, timed
-from workflow.indexed_dataset import write_indexed_dataset
-from workflow.term_frequency import (
+from workflow.data.indexed_dataset import write_indexed_dataset
+from workflow.studies.term_frequency.study import (
     NumberTokens,
     count_numbers,
     count_numbers_reference,
@@ -26,7 +26,7 @@ def make_samples(work: Path, tokens: int) -> tuple[Path, Path]:
     numbers of every kind) and the corpus tokenized and tiled into `tokens` tokens of rows."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    from workflow.corpus import generate_corpus, read_jsonl
+    from workflow.data.corpus import generate_corpus, read_jsonl
 
     work.mkdir(parents=True, exist_ok=True)
     generate_corpus(
@@ -56,7 +56,7 @@ def make_samples(work: Path, tokens: int) -> tuple[Path, Path]:
 
 def run(work: Path, tokens: int, baseline_rows: int) -> Result:
     prefix, tok = make_samples(work, tokens)
-    from workflow.indexed_dataset import MMapIndexedDataset
+    from workflow.data.indexed_dataset import MMapIndexedDataset
 
     ds = MMapIndexedDataset(prefix)
     batch = max(1, min(BATCH, len(ds) // 6))  # Pythia's batch when there are 6 steps of it

@@ -1,5 +1,5 @@
-"""Training tokens/s: our DeepSpeed step (`workflow.train.train_step` on a ZeRO-1 engine) vs a
-plain PyTorch AdamW loop on the same model, data, batch, LR schedule and grad clipping.
+"""Training tokens/s: our DeepSpeed step (`workflow.train.segment.train_step` on a ZeRO-1 engine)
+vs a plain PyTorch AdamW loop on the same model, data, batch, LR schedule and grad clipping.
 
 Both start from the same initial weights and consume the same rows; the losses of the two runs
 are reported too (they follow the same optimizer maths, so they agree to float noise).
@@ -16,11 +16,11 @@ import torch
 import yaml
 
 from bench.common import Result
-from workflow.config import SuiteConfig, validate_config, without_case_studies
-from workflow.indexed_dataset import MMapIndexedDataset, write_indexed_dataset
-from workflow.lr_schedule import lambda_for
-from workflow.model import build_model
-from workflow.train import (
+from workflow.core.config import SuiteConfig, validate_config, without_case_studies
+from workflow.data.indexed_dataset import MMapIndexedDataset, write_indexed_dataset
+from workflow.train.lr_schedule import lambda_for
+from workflow.train.model import build_model
+from workflow.train.segment import (
     effective_zero_stage,
     launcher_env,
     lm_loss,

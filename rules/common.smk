@@ -7,12 +7,12 @@ from pathlib import Path
 sys.path.insert(0, workflow.basedir)
 
 from workflow import export_library_path
-from workflow.config import ConfigError, SuiteConfig, validate_config
-from workflow.corpus import occupation_subset
-from workflow.compute import check_node_fit, eval_resources, train_resources
-from workflow.plan import rule_tag
-from workflow.profiles import check_profile_variables
-from workflow.releases import release_for
+from workflow.core.config import ConfigError, SuiteConfig, validate_config
+from workflow.data.corpus import occupation_subset
+from workflow.plan.resources import check_node_fit, eval_resources, train_resources
+from workflow.plan.estimate import rule_tag
+from workflow.plan.profiles import check_profile_variables
+from workflow.data.releases import release_for
 
 export_library_path(workflow.basedir)
 

@@ -14,7 +14,7 @@ if config["data"]["source"] == "generated":
         params:
             generator=config["data"]["generator"],
         script:
-            "../scripts/corpus.py"
+            "../scripts/data/corpus.py"
 
 elif config["data"]["source"] == "pile_jsonl":
 
@@ -36,7 +36,7 @@ elif config["data"]["source"] == "pile_jsonl":
                 zip(PILE_SHARDS, config["data"]["pile"]["sha256"])
             ).get(wc.shard),
         script:
-            "../scripts/download.py"
+            "../scripts/data/download.py"
 
     rule corpus:
         input:
@@ -52,7 +52,7 @@ elif config["data"]["source"] == "pile_jsonl":
         params:
             heldout_documents=config["data"]["pile"]["heldout_documents"],
         script:
-            "../scripts/corpus_from_shards.py"
+            "../scripts/data/corpus_from_shards.py"
 
 
 rule tokenizer:
@@ -71,7 +71,7 @@ rule tokenizer:
     params:
         tokenizer=config["data"]["tokenizer"],
     script:
-        "../scripts/tokenizer.py"
+        "../scripts/data/tokenizer.py"
 
 
 if config["data"]["source"] in ("generated", "pile_jsonl"):
@@ -91,7 +91,7 @@ if config["data"]["source"] in ("generated", "pile_jsonl"):
         params:
             append_eod=config["data"]["append_eod"],
         script:
-            "../scripts/tokenize.py"
+            "../scripts/data/tokenize.py"
 
     rule dedup_signatures:
         input:
@@ -106,7 +106,7 @@ if config["data"]["source"] in ("generated", "pile_jsonl"):
         params:
             dedup=config["data"]["dedup"],
         script:
-            "../scripts/dedup_signatures.py"
+            "../scripts/data/dedup_signatures.py"
 
     rule dedup:
         input:
@@ -126,7 +126,7 @@ if config["data"]["source"] in ("generated", "pile_jsonl"):
         params:
             dedup=config["data"]["dedup"],
         script:
-            "../scripts/dedup.py"
+            "../scripts/data/dedup.py"
 
     rule deduped_documents:
         input:
@@ -144,7 +144,7 @@ if config["data"]["source"] in ("generated", "pile_jsonl"):
         conda:
             "../envs/pipeline.yaml"
         script:
-            "../scripts/deduped_documents.py"
+            "../scripts/data/deduped_documents.py"
 
 else:
 
@@ -162,7 +162,7 @@ else:
         params:
             release=RELEASE,
         script:
-            "../scripts/download_release.py"
+            "../scripts/data/download_release.py"
 
     rule merge_release:
         input:
@@ -192,7 +192,7 @@ else:
             global_batch_size=SUITE.training.global_batch_size,
             num_samples=SUITE.training.num_samples(config["data"]["sample_margin"]),
         script:
-            "../scripts/merge_release.py"
+            "../scripts/data/merge_release.py"
 
 
 if config["data"]["source"] != "pythia_preshuffled":
@@ -213,4 +213,4 @@ if config["data"]["source"] != "pythia_preshuffled":
             global_batch_size=SUITE.training.global_batch_size,
             seed=SUITE.training.seed,
         script:
-            "../scripts/pack_shuffle.py"
+            "../scripts/data/pack_shuffle.py"

@@ -16,7 +16,7 @@ rule cloze_task:
         max_words=config["eval"]["cloze_max_words"],
         seed=SUITE.training.seed,
     script:
-        "../scripts/cloze_task.py"
+        "../scripts/eval/cloze_task.py"
 
 
 EMBEDDED_CHOICE_TASKS = [
@@ -64,7 +64,7 @@ rule choice_tasks:
         num_documents=config["eval"]["cloze_documents"],
         seed=SUITE.training.seed,
     script:
-        "../scripts/choice_tasks.py"
+        "../scripts/eval/choice_tasks.py"
 
 
 rule prefetch_eval_data:
@@ -81,7 +81,7 @@ rule prefetch_eval_data:
     params:
         tasks=REMOTE_TASKS,
     script:
-        "../scripts/prefetch_eval_data.py"
+        "../scripts/eval/prefetch_eval_data.py"
 
 
 rule check_eval_tasks:
@@ -96,7 +96,7 @@ rule check_eval_tasks:
     params:
         tasks=REMOTE_TASKS,
     script:
-        "../scripts/check_eval_tasks.py"
+        "../scripts/eval/check_eval_tasks.py"
 
 
 # One job evaluates several checkpoints of one model (eval.steps_per_job): the process start,
@@ -156,7 +156,7 @@ for _size in SIZES:
                     eval=config["eval"],
                     shots=_shots,
                 script:
-                    "../scripts/evaluate.py"
+                    "../scripts/eval/evaluate.py"
 
 
 rule eval_table:
@@ -170,7 +170,7 @@ rule eval_table:
     conda:
         "../envs/pipeline.yaml"
     script:
-        "../scripts/eval_table.py"
+        "../scripts/eval/eval_table.py"
 
 
 rule compare_paper:
@@ -185,4 +185,4 @@ rule compare_paper:
     params:
         reference=config["eval"]["reference"],
     script:
-        "../scripts/compare_paper.py"
+        "../scripts/eval/compare_paper.py"

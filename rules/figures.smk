@@ -28,7 +28,7 @@ rule fig_lambada_over_training:
         global_batch_size=SUITE.training.global_batch_size,
         epoch_boundaries=config["eval"]["epoch_boundaries"],
     script:
-        "../scripts/fig_over_training.py"
+        "../scripts/figures/fig_over_training.py"
 
 
 rule fig_over_training:
@@ -59,7 +59,7 @@ rule fig_over_training:
         global_batch_size=SUITE.training.global_batch_size,
         epoch_boundaries=config["eval"]["epoch_boundaries"],
     script:
-        "../scripts/fig_over_training.py"
+        "../scripts/figures/fig_over_training.py"
 
 
 rule fig_scores_by_size:
@@ -80,7 +80,7 @@ rule fig_scores_by_size:
     params:
         sizes=SIZES,
     script:
-        "../scripts/fig_scores_by_size.py"
+        "../scripts/figures/fig_scores_by_size.py"
 
 
 rule score_table:
@@ -97,4 +97,4 @@ rule score_table:
     params:
         sizes=SIZES,
     script:
-        "../scripts/score_table.py"
+        "../scripts/figures/score_table.py"

@@ -17,7 +17,7 @@ rule upload:
         local_root=run_path("hub", "repos"),
         final_step=SUITE.training.train_iters,
     script:
-        "../scripts/upload.py"
+        "../scripts/hub/upload.py"
 
 
 if config["checkpoints"]["source"] == "published":
@@ -35,4 +35,4 @@ if config["checkpoints"]["source"] == "published":
             checkpoints=config["checkpoints"],
             final_step=config["checkpoints"]["final_step"] or SUITE.training.train_iters,
         script:
-            "../scripts/fetch_published.py"
+            "../scripts/hub/fetch_published.py"

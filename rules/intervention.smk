@@ -26,7 +26,7 @@ rule bias_tasks:
         occupations=occupation_subset(GENERATOR["occupations"]) if GENERATOR else None,
         templates=GENERATOR["occupation_templates"] if GENERATOR else None,
     script:
-        "../scripts/bias_tasks.py"
+        "../scripts/intervention/bias_tasks.py"
 
 
 rule swap_map:
@@ -42,7 +42,7 @@ rule swap_map:
     params:
         swap=IV["swap"],
     script:
-        "../scripts/swap_map.py"
+        "../scripts/intervention/swap_map.py"
 
 
 for _i, _run in enumerate(INTERVENTIONS):
@@ -94,7 +94,7 @@ for _i, _run in enumerate(INTERVENTIONS):
                     "{step}",
                 ): t,
             script:
-                "../scripts/intervene.py"
+                "../scripts/intervention/intervene.py"
 
     rule:
         name:
@@ -134,7 +134,7 @@ for _i, _run in enumerate(INTERVENTIONS):
             },
             shots=0,
         script:
-            "../scripts/evaluate.py"
+            "../scripts/eval/evaluate.py"
 
 
 rule intervention_table:
@@ -156,7 +156,7 @@ rule intervention_table:
         winobias_tasks=IV["winobias_tasks"],
         lambada_task=IV["lambada_task"],
     script:
-        "../scripts/intervention_table.py"
+        "../scripts/intervention/intervention_table.py"
 
 
 rule fig_intervention:
@@ -175,4 +175,4 @@ rule fig_intervention:
     params:
         fig=lambda wc: wc.fig,
     script:
-        "../scripts/fig_intervention.py"
+        "../scripts/intervention/fig_intervention.py"

@@ -1,7 +1,7 @@
 # Memorization (paper §3.2, Fig. 3): score every sample a checkpoint has seen, in shards
 # (scatter), join them per checkpoint with the Poisson analysis (gather), one table, Fig. 3.
 
-from workflow.memorization import MemorizationPlan
+from workflow.studies.memorization.scores import MemorizationPlan
 
 MEM = config["memorization"]
 MEM_PLAN = MemorizationPlan.from_config(config, SUITE)
@@ -52,7 +52,7 @@ rule memorization_scores:
         schedule=list(SUITE.training.schedule),
         memorization=MEM,
     script:
-        "../scripts/memorization_scores.py"
+        "../scripts/memorization/memorization_scores.py"
 
 
 rule memorization_gather:
@@ -86,7 +86,7 @@ rule memorization_gather:
     params:
         memorization=MEM,
     script:
-        "../scripts/memorization_gather.py"
+        "../scripts/memorization/memorization_gather.py"
 
 
 rule memorization_table:
@@ -104,7 +104,7 @@ rule memorization_table:
     conda:
         "../envs/pipeline.yaml"
     script:
-        "../scripts/memorization_table.py"
+        "../scripts/memorization/memorization_table.py"
 
 
 rule fig_memorization_qq:
@@ -128,4 +128,4 @@ rule fig_memorization_qq:
     params:
         variants=list(MEM_PLAN.variants),
     script:
-        "../scripts/fig_memorization.py"
+        "../scripts/memorization/fig_memorization.py"

@@ -19,4 +19,4 @@ rule plan:
     conda:
         "../envs/pipeline.yaml"
     script:
-        "../scripts/plan.py"
+        "../scripts/plan/plan.py"

@@ -1,7 +1,11 @@
 # Term frequency (paper §3.3, Fig. 7, Table 4): arithmetic accuracy per operand x1 against how
 # often x1 occurs in the rows each checkpoint had trained on.
 
-from workflow.term_frequency import TermFrequencyError, check_config, task_name
+from workflow.studies.term_frequency.study import (
+    TermFrequencyError,
+    check_config,
+    task_name,
+)
 
 TF = config["term_frequency"]
 TF_ON = bool(TF["steps"]) and TF["variant"] in VARIANTS
@@ -52,7 +56,7 @@ rule term_frequency_tasks:
         term_frequency=TF,
         seed=SUITE.training.seed,
     script:
-        "../scripts/term_frequency_tasks.py"
+        "../scripts/term_frequency/term_frequency_tasks.py"
 
 
 # One job evaluates several checkpoints of one model (eval.steps_per_job), as the eval rules.
@@ -97,7 +101,7 @@ for _size in SIZES if TF_ON else []:
             params:
                 batch_size=TF["batch_size"],
             script:
-                "../scripts/term_frequency_eval.py"
+                "../scripts/term_frequency/term_frequency_eval.py"
 
 
 rule term_frequency_counts:
@@ -116,7 +120,7 @@ rule term_frequency_counts:
         x1=TF["x1"],
         global_batch_size=SUITE.training.global_batch_size,
     script:
-        "../scripts/term_frequency_counts.py"
+        "../scripts/term_frequency/term_frequency_counts.py"
 
 
 rule term_frequency_table:
@@ -135,7 +139,7 @@ rule term_frequency_table:
         term_frequency={**TF, "table_shots": TF["table_shots"] or TF["shots"]},
         sizes=SIZES,
     script:
-        "../scripts/term_frequency_table.py"
+        "../scripts/term_frequency/term_frequency_table.py"
 
 
 rule fig_term_frequency:
@@ -156,4 +160,4 @@ rule fig_term_frequency:
         sizes=SIZES,
         bins=TF["bins"],
     script:
-        "../scripts/fig_term_frequency.py"
+        "../scripts/term_frequency/fig_term_frequency.py"

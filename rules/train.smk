@@ -3,7 +3,7 @@
 # so Snakemake restarts a model from its last finished segment after any failure.
 
 
-from workflow.identity import config_hash
+from workflow.core.identity import config_hash
 
 if config["checkpoints"]["source"] == "trained":
 
@@ -79,4 +79,4 @@ if config["checkpoints"]["source"] == "trained":
                         wc.variant, size, "{step}"
                     ),
                 script:
-                    "../scripts/train_segment.py"
+                    "../scripts/train/train_segment.py"

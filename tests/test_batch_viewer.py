@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from workflow.batch_viewer import batch_rows, main
-from workflow.data_order import pack_samples
-from workflow.indexed_dataset import MMapIndexedDataset
-from workflow.tokenizer import load_tokenizer, tokenize_documents, train_bpe
+from workflow.data.batch_viewer import batch_rows, main
+from workflow.data.indexed_dataset import MMapIndexedDataset
+from workflow.data.pack_shuffle import pack_samples
+from workflow.data.tokenizer import load_tokenizer, tokenize_documents, train_bpe
 
 B = 4
 

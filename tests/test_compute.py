@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from workflow.compute import (
+from workflow.core.config import ConfigError, SuiteConfig, load_config, validate_config
+from workflow.plan.estimate import format_summary, plan_jobs, summarize, write_plan
+from workflow.plan.profiles import check_profile_variables, unset_variables
+from workflow.plan.resources import (
     check_node_fit,
     eval_resources,
     gpu_hours,
@@ -18,10 +21,7 @@ from workflow.compute import (
     train_resources,
     training_flops,
 )
-from workflow.config import ConfigError, SuiteConfig, load_config, validate_config
-from workflow.launch import distributed_command, needs_launcher, rank_env_from_slurm
-from workflow.plan import format_summary, plan_jobs, summarize, write_plan
-from workflow.profiles import check_profile_variables, unset_variables
+from workflow.train.launch import distributed_command, needs_launcher, rank_env_from_slurm
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -169,8 +169,8 @@ def test_multi_node_launch_is_one_srun_rank_per_gpu(paper, tmp_path):
     )
     assert cmd[:6] == ["srun", "-N", "32", "-n", "256", "--ntasks-per-node=8"]
     assert "--cpus-per-task=8" in cmd
-    assert cmd[cmd.index("-m") + 1] == "workflow.launch"
-    assert "--start-step" in cmd and "workflow.train" not in cmd
+    assert cmd[cmd.index("-m") + 1] == "workflow.train.launch"
+    assert "--start-step" in cmd and "workflow.train.segment" not in cmd
     assert (tmp_path / f"suite-12b-deduped-{seg.end}.json").exists()
 
 

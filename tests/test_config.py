@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workflow.config import (
+from workflow.core.config import (
     ConfigError,
     SuiteConfig,
     checkpoint_schedule,

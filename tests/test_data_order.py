@@ -5,7 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from workflow.data_order import (
+from workflow.core.io import read_json
+from workflow.data.indexed_dataset import MMapIndexedDataset, write_indexed_dataset
+from workflow.data.pack_shuffle import (
     DataOrderError,
     build_doc_idx,
     build_sample_idx,
@@ -14,8 +16,6 @@ from workflow.data_order import (
     num_epochs,
     pack_samples,
 )
-from workflow.indexed_dataset import MMapIndexedDataset, write_indexed_dataset
-from workflow.io import read_json
 
 
 def _neox_sample_idx_loop(sizes, doc_idx, seq_length, epochs, tokens_per_epoch):

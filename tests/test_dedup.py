@@ -8,18 +8,18 @@ import numpy as np
 import pytest
 from datasketch import MinHash
 
-from workflow import dedup
-from workflow.corpus import generate_corpus, read_jsonl
-from workflow.dedup import (
+from workflow.core.io import read_json
+from workflow.data import dedup
+from workflow.data.corpus import generate_corpus, read_jsonl
+from workflow.data.dedup import (
     deduplicate,
     minhash_signatures,
     select_documents,
     shingles,
     write_dedup_outputs,
 )
-from workflow.indexed_dataset import MMapIndexedDataset, write_indexed_dataset
-from workflow.io import read_json
-from workflow.tokenizer import tokenize_documents, train_bpe
+from workflow.data.indexed_dataset import MMapIndexedDataset, write_indexed_dataset
+from workflow.data.tokenizer import tokenize_documents, train_bpe
 
 PARAMS = dict(threshold=0.87, num_perm=128, shingle_size=5, seed=1)
 

@@ -1,4 +1,5 @@
-"""workflow.evaluate: cloze task from held-out docs, lm-eval YAML, real lm-eval runs (offline)."""
+"""workflow.eval.evaluate: cloze task from held-out docs, lm-eval YAML, real lm-eval runs
+(offline)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import yaml
 from helpers_checkpoints import block_external_network, isolate_hf, make_checkpoint, write_heldout
 
-from workflow.evaluate import (
+from workflow.eval.evaluate import (
     CLOZE_TASK,
     build_cloze_task,
     cloze_passage,
@@ -112,7 +113,7 @@ def test_evaluate_published_checkpoint_by_revision(hubeval_task, monkeypatch, tm
     """checkpoints: published: lm-eval loads {org}/{repo} at revision step{N} from the Hub API."""
     from minihub import MiniHub
 
-    from workflow.hub import publish_checkpoint
+    from workflow.hub.upload import publish_checkpoint
 
     repo = "pythia-workflow/pythia-tiny-70m"
     with MiniHub(tmp_path / "minihub") as hub:
@@ -147,7 +148,7 @@ def test_prefetch_then_evaluate_offline(hubeval_task, monkeypatch, tmp_path):
     from huggingface_hub import HfApi
     from minihub import MiniHub
 
-    from workflow.evaluate import prefetch_tasks
+    from workflow.eval.evaluate import prefetch_tasks
 
     tasks = tmp_path / "tasks"
     tasks.mkdir()
@@ -174,7 +175,7 @@ def test_prefetch_then_evaluate_offline(hubeval_task, monkeypatch, tmp_path):
 
 
 def test_evaluate_several_checkpoints_in_one_process(hubeval_task, tmp_path):
-    from workflow.evaluate import evaluate_checkpoints
+    from workflow.eval.evaluate import evaluate_checkpoints
 
     ckpts = [hubeval_task["ckpt"], make_checkpoint(tmp_path / "step4", 4, seed=4)]
     outs = [tmp_path / "out" / "a.json", tmp_path / "out" / "b.json"]
@@ -191,7 +192,7 @@ def test_evaluate_several_checkpoints_in_one_process(hubeval_task, tmp_path):
 def test_broken_checkpoints_are_named_before_any_evaluation(hubeval_task, tmp_path):
     import shutil
 
-    from workflow.evaluate import CheckpointError
+    from workflow.eval.evaluate import CheckpointError
 
     kw = dict(tasks_dir=hubeval_task["tasks"], tasks=[CLOZE_TASK], num_fewshot=0)
     no_weights = tmp_path / "no_weights"

@@ -1,4 +1,5 @@
-"""workflow.figures: the long eval table and the Fig. 10 analogue from synthetic eval JSONs."""
+"""workflow.figures.evals: the long eval table and the Fig. 10 analogue from synthetic eval
+JSONs."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflow.figures import collect_evals, plot_over_training, size_key, write_table
-from workflow.io import write_json
+from workflow.core.io import write_json
+from workflow.figures.evals import collect_evals, plot_over_training, size_key, write_table
 
 SIZES = ["tiny-70m", "tiny-160m", "tiny-1b", "tiny-1.4b", "tiny-12b"]
 STEPS = [0, 1, 2, 4, 8, 16, 32, 64, 96]
@@ -97,8 +98,8 @@ def test_plot_over_training(eval_tree, tmp_path):
 
 
 def test_compare_with_the_papers_table(eval_tree):
-    from workflow.config import load_config
-    from workflow.figures import compare_with_reference
+    from workflow.core.config import load_config
+    from workflow.figures.evals import compare_with_reference
 
     paper = load_config("config/pythia.yaml")["eval"]["reference"]
     assert paper["step"] == 143000 and paper["shots"] == 0
@@ -128,7 +129,7 @@ def test_compare_with_the_papers_table(eval_tree):
 
 
 def test_score_tables_and_scores_by_size(eval_tree, tmp_path):
-    from workflow.figures import plot_scores_by_size, render_markdown, score_table
+    from workflow.figures.evals import plot_scores_by_size, render_markdown, score_table
 
     df = collect_evals(eval_tree)
     table = score_table(df, step=8, shots=0, variant="deduped", sizes_order=SIZES)

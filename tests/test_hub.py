@@ -1,4 +1,5 @@
-"""workflow.hub: Pythia's checkpoint layout (repo per model, branch step{N}, main = final step).
+"""workflow.hub.upload: Pythia's checkpoint layout (repo per model, branch step{N}, main = final
+step).
 
 local_git is tested directly; the huggingface backend through the real huggingface_hub and
 transformers clients against minihub, a loopback Hub-API test double (tests/minihub.py).
@@ -17,7 +18,7 @@ import pytest
 from helpers_checkpoints import block_external_network, isolate_hf, make_checkpoint
 from minihub import MiniHub
 
-from workflow.hub import (
+from workflow.hub.upload import (
     HubError,
     ReceiptMismatch,
     checkpoint_files,
@@ -422,7 +423,7 @@ def test_upload_rule_never_writes_the_token(hubeval_ckpts, hubeval_minihub, tmp_
 def test_push_local_hub_to_the_hub(hubeval_ckpts, hubeval_minihub, tmp_path, monkeypatch, capsys):
     from huggingface_hub import HfApi
 
-    from workflow.hub import main
+    from workflow.hub.upload import main
 
     root = tmp_path / "local"
     for s in (0, 4, 8):

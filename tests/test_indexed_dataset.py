@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from workflow.indexed_dataset import (
+from workflow.data.indexed_dataset import (
     IndexedDatasetError,
     IndexedDatasetWriter,
     MMapIndexedDataset,

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from workflow.config import (
+from workflow.core.config import (
     ConfigError,
     Segment,
     SuiteConfig,
@@ -18,9 +18,9 @@ from workflow.config import (
     validate_config,
     without_case_studies,
 )
-from workflow.indexed_dataset import write_indexed_dataset
-from workflow.intervention import InterventionError, swap_map, token_map
-from workflow.io import read_json, write_json
+from workflow.core.io import read_json, write_json
+from workflow.data.indexed_dataset import write_indexed_dataset
+from workflow.studies.intervention.arms import InterventionError, swap_map, token_map
 
 SIZE, SEQ, BATCH = "t2", 16, 4
 SENTENCES = [
@@ -150,8 +150,8 @@ def test_swap_map_refuses_a_vocabulary_without_the_pronouns(tmp_path):
 def test_control_reproduces_the_main_run_and_the_swap_changes_it(tmp_path):
     from safetensors.torch import load_file
 
-    from workflow.intervention import run_arm, write_swap_map
-    from workflow.train import TrainingError, train_segment
+    from workflow.studies.intervention.arms import run_arm, write_swap_map
+    from workflow.train.segment import TrainingError, train_segment
 
     threads = torch.get_num_threads()
     tok = _tokenizer(tmp_path / "tok.json", SENTENCES)
@@ -209,8 +209,8 @@ def test_control_reproduces_the_main_run_and_the_swap_changes_it(tmp_path):
     assert {p["from"] for p in meta["intervention"]["pairs"]} >= {" he", " his", " him"}
     # the masculine tokens the model trains on are gone, everything else is the same batch
     assert [m["loss"] for m in arms["control"]] != [m["loss"] for m in arms["intervention"]]
-    # the launchers' path (workflow.train's CLI in every rank) gives the same weights
-    from workflow.train import main as train_cli
+    # the launchers' path (workflow.train.segment's CLI in every rank) gives the same weights
+    from workflow.train.segment import main as train_cli
 
     (tmp_path / "suite.json").write_text(json.dumps(suite.raw))
     meta_arg = json.dumps({"intervention": meta["intervention"]})
@@ -247,9 +247,13 @@ def test_bias_tasks_run_in_lm_eval(tmp_path):
     """The generated CrowS-like and WinoBias-like tasks through real lm-eval on a tiny model."""
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-    from workflow.bias_tasks import build_bias_tasks, crows_items, winobias_items
-    from workflow.corpus import OCCUPATIONS
-    from workflow.evaluate import evaluate_checkpoint
+    from workflow.data.corpus import OCCUPATIONS
+    from workflow.eval.evaluate import evaluate_checkpoint
+    from workflow.studies.intervention.bias_tasks import (
+        build_bias_tasks,
+        crows_items,
+        winobias_items,
+    )
 
     for item in crows_items(40, 1):
         stereo = "he" if item["stereotype"] == "masculine" else "she"
@@ -271,7 +275,7 @@ def test_bias_tasks_run_in_lm_eval(tmp_path):
     counts = build_bias_tasks(tasks, items=20, seed=3)
     assert counts == {"crows_pairs_style": 20, "winobias_style_pro": 20, "winobias_style_anti": 20}
     tok = _tokenizer(tmp_path / "tok.json", SENTENCES)
-    from workflow.tokenizer import save_hf_tokenizer
+    from workflow.data.tokenizer import save_hf_tokenizer
 
     ckpt = tmp_path / "ckpt"
     cfg = GPTNeoXConfig(
@@ -298,7 +302,7 @@ def test_bias_tasks_run_in_lm_eval(tmp_path):
 
 
 def test_table_and_net_bias(tmp_path):
-    from workflow.bias_figures import intervention_table, plot_intervention
+    from workflow.studies.intervention.figures import intervention_table, plot_intervention
 
     paths = []
     for arm, steps in (("baseline", [12, 14, 16]), ("intervention", [14, 16])):
@@ -346,8 +350,8 @@ def test_table_and_net_bias(tmp_path):
 
 
 def test_bias_items_follow_the_planted_occupations_and_shapes():
-    from workflow.bias_tasks import crows_items, winobias_items
-    from workflow.corpus import occupation_subset
+    from workflow.data.corpus import occupation_subset
+    from workflow.studies.intervention.bias_tasks import crows_items, winobias_items
 
     occs = occupation_subset(4)
     crows = crows_items(40, 1, occs, ["met"])

@@ -3,7 +3,7 @@
 import logging
 import subprocess
 
-from workflow.logs import log_to
+from workflow.core.logs import log_to
 
 
 def test_log_to_captures_python_logging_and_children(tmp_path, capfd):

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from workflow.lr_schedule import lambda_for, neox_lr
+from workflow.train.lr_schedule import lambda_for, neox_lr
 
 PYTHIA = dict(max_lr=1e-3, min_lr=1e-4, warmup_iters=0.01 * 143000, decay_iters=143000)
 

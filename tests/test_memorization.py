@@ -11,18 +11,9 @@ import torch
 from helpers_dag import dry_run_counts
 from scipy import stats
 
-from workflow.config import ConfigError, load_config
-from workflow.indexed_dataset import write_indexed_dataset
-from workflow.memorization import (
-    MemorizationError,
-    MemorizationSpec,
-    check_step,
-    gather_shards,
-    greedy_decode,
-    memorization_scores,
-    score_shard,
-)
-from workflow.memorization_analysis import (
+from workflow.core.config import ConfigError, load_config
+from workflow.data.indexed_dataset import write_indexed_dataset
+from workflow.studies.memorization.analysis import (
     analyse_checkpoint,
     block_counts,
     dispersion_test,
@@ -34,6 +25,15 @@ from workflow.memorization_analysis import (
     plot_poisson_qq,
     poisson_fit,
     poisson_qq,
+)
+from workflow.studies.memorization.scores import (
+    MemorizationError,
+    MemorizationSpec,
+    check_step,
+    gather_shards,
+    greedy_decode,
+    memorization_scores,
+    score_shard,
 )
 
 REPO = Path(__file__).resolve().parent.parent

@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from workflow.config import SuiteConfig, load_config
-from workflow.model import (
+from workflow.core.config import SuiteConfig, load_config
+from workflow.train.model import (
     attention_implementation,
     build_model,
     build_model_config,

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workflow.data_order import index_map_names, pack_samples
-from workflow.indexed_dataset import IndexedDatasetWriter, MMapIndexedDataset, dtype_for_vocab
+from workflow.data.indexed_dataset import IndexedDatasetWriter, MMapIndexedDataset, dtype_for_vocab
+from workflow.data.pack_shuffle import index_map_names, pack_samples
 
 GOLDEN = Path(__file__).parent / "data" / "neox"
 

@@ -16,10 +16,10 @@ import yaml
 from helpers_checkpoints import block_external_network, isolate_hf, make_checkpoint
 from minihub import MiniHub
 
-from workflow import published
-from workflow.config import without_case_studies
-from workflow.hub import HubError
-from workflow.published import PUBLISHED_JSON, fetch_published_checkpoint
+from workflow.core.config import without_case_studies
+from workflow.hub import published
+from workflow.hub.published import PUBLISHED_JSON, fetch_published_checkpoint
+from workflow.hub.upload import HubError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ORG = "EleutherAI"

@@ -1,4 +1,4 @@
-"""workflow.releases: EleutherAI's released Pythia data, downloaded through the real
+"""workflow.data.releases: EleutherAI's released Pythia data, downloaded through the real
 huggingface_hub client from minihub (a loopback Hub-API test double that serves dataset repos
 with LFS metadata and HTTP Range requests), merged and checked."""
 
@@ -12,10 +12,10 @@ import pytest
 from helpers_checkpoints import block_external_network, isolate_hf
 from minihub import MiniHub
 
-from workflow.config import without_case_studies
-from workflow.data_order import pack_samples
-from workflow.indexed_dataset import MMapIndexedDataset, write_indexed_dataset
-from workflow.releases import (
+from workflow.core.config import without_case_studies
+from workflow.data.indexed_dataset import MMapIndexedDataset, write_indexed_dataset
+from workflow.data.pack_shuffle import pack_samples
+from workflow.data.releases import (
     RELEASES,
     ReleaseError,
     download_release_file,

@@ -8,8 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import zstandard
 
-from workflow.corpus import CorpusError, read_jsonl
-from workflow.sources import DownloadError, concat_jsonl, download
+from workflow.data.corpus import CorpusError, read_jsonl
+from workflow.data.download import DownloadError, concat_jsonl, download
 
 PAYLOAD = bytes(range(256)) * 4000  # ~1 MB
 

@@ -6,9 +6,9 @@ import pytest
 import yaml
 from helpers_checkpoints import make_checkpoint
 
-from workflow.corpus import generate_corpus
-from workflow.evaluate import evaluate_checkpoint
-from workflow.tasks import TASKS, build_choice_tasks
+from workflow.data.corpus import generate_corpus
+from workflow.eval.choice_tasks import TASKS, build_choice_tasks
+from workflow.eval.evaluate import evaluate_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import yaml
 from helpers_checkpoints import _tokenizer_json
 from helpers_dag import dry_run_counts
 
-from workflow.indexed_dataset import write_indexed_dataset
-from workflow.term_frequency import (
+from workflow.data.indexed_dataset import write_indexed_dataset
+from workflow.studies.term_frequency.study import (
     NUMBER_RE,
     NumberTokens,
     TermFrequencyError,

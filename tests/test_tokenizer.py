@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-from workflow.corpus import CorpusError, generate_corpus, read_jsonl
-from workflow.indexed_dataset import MMapIndexedDataset
-from workflow.tokenizer import (
+from workflow.data.corpus import CorpusError, generate_corpus, read_jsonl
+from workflow.data.indexed_dataset import MMapIndexedDataset
+from workflow.data.tokenizer import (
     TokenizerError,
     load_tokenizer,
     save_hf_tokenizer,
@@ -92,7 +92,7 @@ def test_workers_give_identical_bytes(data, tmp_path):
 
 def test_byte_range_tasks_give_identical_bytes(data, tmp_path, monkeypatch):
     # workers read their own byte ranges of a plain .jsonl; tiny ranges cut lines everywhere
-    from workflow import tokenizer
+    from workflow.data import tokenizer
 
     args = (data / "train.jsonl", data / "tokenizer.json")
     one = tokenize_documents(*args, tmp_path / "w1", workers=1)
@@ -172,7 +172,7 @@ def test_fetch_pretrained_tokenizer_from_offline_cache(data, tmp_path):
     shutil.copyfile(data / "tokenizer.json", repo / "snapshots" / commit / "tokenizer.json")
     code = (
         "import sys\n"
-        "from workflow.tokenizer import TokenizerError, fetch_pretrained_tokenizer as f\n"
+        "from workflow.data.tokenizer import TokenizerError, fetch_pretrained_tokenizer as f\n"
         "f('EleutherAI/gpt-neox-20b', 'main', sys.argv[1])\n"
         "try:\n"
         "    f('EleutherAI/absent', 'main', sys.argv[1] + '.x')\n"

@@ -14,10 +14,10 @@ import pytest
 import torch
 import yaml
 
-from workflow.config import Segment, SuiteConfig, validate_config, without_case_studies
-from workflow.indexed_dataset import MMapIndexedDataset, write_indexed_dataset
-from workflow.io import write_json
-from workflow.model import init_stds
+from workflow.core.config import Segment, SuiteConfig, validate_config, without_case_studies
+from workflow.core.io import write_json
+from workflow.data.indexed_dataset import MMapIndexedDataset, write_indexed_dataset
+from workflow.train.model import init_stds
 
 pytestmark = pytest.mark.deepspeed
 
@@ -87,7 +87,7 @@ def make_samples(prefix, n_rows, vocab):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """step 0; one segment 0->8; the same as 0->4 then a new call 4->8."""
-    from workflow.train import train_segment
+    from workflow.train.segment import train_segment
 
     threads = torch.get_num_threads()
     tmp = tmp_path_factory.mktemp("train")
@@ -143,7 +143,7 @@ def test_resume_is_bit_exact(run):
 
 
 def test_lr_follows_neox_schedule(run):
-    from workflow.lr_schedule import neox_lr
+    from workflow.train.lr_schedule import neox_lr
 
     t, spec = run["suite"].training, run["suite"].models[SIZE]
     for m in run["full"]:
@@ -194,7 +194,7 @@ def test_checkpoint_contents(run):
 def test_hf_checkpoint_reproduces_logged_loss(run, step):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from workflow.train import lm_loss
+    from workflow.train.segment import lm_loss
 
     d = run["tmp"] / "a" / f"step{step}"
     model = AutoModelForCausalLM.from_pretrained(d)
@@ -230,7 +230,7 @@ def test_step0_has_neox_init(run):
 
 
 def test_resume_refuses_other_data(run, tmp_path):
-    from workflow.train import TrainingError, train_segment
+    from workflow.train.segment import TrainingError, train_segment
 
     other = make_samples(tmp_path / "other", 12 * BATCH, VOCAB)
     write_json(f"{other}.json", {"fingerprint": "samples-v2"})
@@ -249,7 +249,7 @@ def test_resume_refuses_other_data(run, tmp_path):
 
 
 def test_resume_refuses_other_config(run, tmp_path):
-    from workflow.train import TrainingError, train_segment
+    from workflow.train.segment import TrainingError, train_segment
 
     suite = tiny_suite(weight_decay=0.01)
     with pytest.raises(TrainingError, match="config hash"):
@@ -266,7 +266,7 @@ def test_resume_refuses_other_config(run, tmp_path):
 
 
 def test_resume_needs_deepspeed_state(run, tmp_path):
-    from workflow.train import TrainingError, train_segment
+    from workflow.train.segment import TrainingError, train_segment
 
     # step 2 is inside segment 0->8: HF files only, so it is no resume point
     with pytest.raises(TrainingError, match="no deepspeed/ state"):
@@ -283,7 +283,7 @@ def test_resume_needs_deepspeed_state(run, tmp_path):
 
 
 def test_cli_runs_a_segment(run, tmp_path):
-    from workflow.train import main
+    from workflow.train.segment import main
 
     shutil.copytree(run["tmp"] / "b" / "step4", tmp_path / "step4")
     cfg = tmp_path / "suite.json"
@@ -317,7 +317,7 @@ def test_cli_runs_a_segment(run, tmp_path):
 
 
 def test_samples_too_short_is_a_clear_error(run, tmp_path):
-    from workflow.train import TrainingError, train_segment
+    from workflow.train.segment import TrainingError, train_segment
 
     short = make_samples(tmp_path / "short", 3 * BATCH, VOCAB)
     with pytest.raises(TrainingError, match="step 8 needs 32"):
@@ -335,7 +335,7 @@ def test_samples_too_short_is_a_clear_error(run, tmp_path):
 
 def test_zero0_matches_zero1(run, tmp_path):
     """Plain fp32 data parallelism (no ZeRO) is the same math; the grad norm is still logged."""
-    from workflow.train import train_segment
+    from workflow.train.segment import train_segment
 
     suite = tiny_suite(zero_stage=0)
     common = dict(
@@ -365,7 +365,7 @@ def test_zero0_matches_zero1(run, tmp_path):
 
 
 def test_fp16_refused_on_cpu(run, tmp_path):
-    from workflow.train import TrainingError, train_segment
+    from workflow.train.segment import TrainingError, train_segment
 
     if torch.cuda.is_available():
         pytest.skip("fp16 is supported on this accelerator")
@@ -385,7 +385,7 @@ def test_fp16_refused_on_cpu(run, tmp_path):
 
 def test_start_from_step0_weights_without_deepspeed_state(run, tmp_path):
     """Step 0 needs no DeepSpeed state (nothing but weights exists before the first update)."""
-    from workflow.train import train_segment
+    from workflow.train.segment import train_segment
 
     shutil.copytree(run["tmp"] / "a" / "step0", tmp_path / "step0")
     shutil.rmtree(tmp_path / "step0" / "deepspeed")
@@ -424,7 +424,7 @@ def test_torchrun_two_ranks(run, tmp_path):
         "--standalone",
         "--nproc_per_node=2",
         "-m",
-        "workflow.train",
+        "workflow.train.segment",
         "--config-json",
         str(cfg),
         "--size",
@@ -460,7 +460,7 @@ def test_torchrun_two_ranks(run, tmp_path):
 
 
 def _segment_0_8(run, tmp_path, suite=None, **kw):
-    from workflow.train import train_segment
+    from workflow.train.segment import train_segment
 
     shutil.copytree(run["tmp"] / "a" / "step0", tmp_path / "step0")
     steps = (1, 2, 4, 8)
@@ -480,7 +480,7 @@ def _segment_0_8(run, tmp_path, suite=None, **kw):
 def test_step_log_csv(run, tmp_path):
     import csv
 
-    from workflow.step_log import COLUMNS
+    from workflow.train.step_log import COLUMNS
 
     suite = tiny_suite(peak_tflops=0.5)
     hist = _segment_0_8(run, tmp_path, suite, metrics_path=tmp_path / "log.csv")
@@ -505,7 +505,7 @@ def test_preempted_segment_saves_and_resumes_bit_exact(run, tmp_path):
     import os
     import signal
 
-    from workflow.train import Preempted, preempt_dir
+    from workflow.train.segment import Preempted, preempt_dir
 
     def log(msg):
         if msg.startswith("step 3 "):
@@ -541,7 +541,7 @@ def test_cli_exits_75_on_sigusr1(run, tmp_path):
     import subprocess
     import sys
 
-    from workflow.train import PREEMPTED_EXIT
+    from workflow.train.segment import PREEMPTED_EXIT
 
     long = make_samples(tmp_path / "long", 400 * BATCH, VOCAB)
     suite = tiny_suite(train_iters=400, lr_decay_iters=16)  # the same model: same config hash
@@ -554,7 +554,7 @@ def test_cli_exits_75_on_sigusr1(run, tmp_path):
     args += ["--resume-from", str(tmp_path / "step0"), "--metrics", str(tmp_path / "m.csv")]
     env = dict(os.environ, DS_ACCELERATOR="cpu")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "workflow.train", *args],
+        [sys.executable, "-m", "workflow.train.segment", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -588,11 +588,11 @@ def test_golden_loss(run):
 
 
 def test_tokenizer_data_mismatch_is_refused_before_compute(run, tmp_path):
-    from workflow.train import TrainingError
+    from workflow.train.segment import TrainingError
 
     seg = dict(segment=Segment(-1, 0, (0,)), out_dirs={0: tmp_path / "step0"}, resume_from=None)
     kw = dict(size=SIZE, variant=VARIANT, tokenizer_path=run["tok"], **seg)
-    from workflow.train import train_segment
+    from workflow.train.segment import train_segment
 
     wide = make_samples(tmp_path / "wide", 12 * BATCH, 1000)  # ids up to 999 > vocab 300
     with pytest.raises(TrainingError, match=r"wide\.bin: token id \d+ in rows \[0, 4\) is outside"):
@@ -607,9 +607,9 @@ def test_tokenizer_data_mismatch_is_refused_before_compute(run, tmp_path):
 def test_optimizer_settings_are_neox_v1_0s():
     """Adam (0.9, 0.95), eps 1e-8, decoupled decay 0.1 except biases and LayerNorm, clip 1.0,
     fp16 dynamic loss scaling 2^12 / window 1000 / hysteresis 2, bf16 for pythia-1b."""
-    from workflow.config import load_config
-    from workflow.model import build_model
-    from workflow.train import deepspeed_config, param_groups
+    from workflow.core.config import load_config
+    from workflow.train.model import build_model
+    from workflow.train.segment import deepspeed_config, param_groups
 
     paper = SuiteConfig.from_dict(load_config("config/pythia.yaml"))
     t = paper.training

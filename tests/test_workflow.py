@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from workflow.indexed_dataset import MMapIndexedDataset
+from workflow.data.indexed_dataset import MMapIndexedDataset
 
 REPO = Path(__file__).resolve().parent.parent
 CI_CONFIG = REPO / "tests" / "data" / "ci.yaml"
@@ -120,7 +120,7 @@ def test_batch_viewer_prints_the_rows_of_a_step(run):
         [
             sys.executable,
             "-m",
-            "workflow.batch_viewer",
+            "workflow.data.batch_viewer",
             "--run",
             "ci",
             "--variant",

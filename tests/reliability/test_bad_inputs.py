@@ -9,11 +9,11 @@ import pytest
 import yaml
 from conftest import REL_CONFIG, RUN, SIZE, TARGETS, VARIANT, Workdir
 
-from workflow.config import ConfigError, SuiteConfig, load_config, validate_config
-from workflow.corpus import CorpusError
-from workflow.indexed_dataset import IndexedDatasetError, MMapIndexedDataset
-from workflow.tokenizer import TokenizerError, tokenize_documents, train_bpe
-from workflow.train import TrainingError, check_vocab, load_hf_weights
+from workflow.core.config import ConfigError, SuiteConfig, load_config, validate_config
+from workflow.data.corpus import CorpusError
+from workflow.data.indexed_dataset import IndexedDatasetError, MMapIndexedDataset
+from workflow.data.tokenizer import TokenizerError, tokenize_documents, train_bpe
+from workflow.train.segment import TrainingError, check_vocab, load_hf_weights
 
 
 def _one_line(err) -> str:
@@ -108,7 +108,7 @@ def test_tokenizer_of_another_vocabulary(tmp_path, baseline):
 
 
 def test_checkpoint_of_another_architecture(baseline):
-    from workflow.model import build_model
+    from workflow.train.model import build_model
 
     wd, _ = baseline
     cfg = yaml.safe_load(REL_CONFIG.read_text())

@@ -14,11 +14,11 @@ import pytest
 import yaml
 from conftest import RUN, SIZE, TARGETS, TOKEN, VARIANT, ok
 
-from workflow.evaluate import check_checkpoint
-from workflow.figures import collect_evals
-from workflow.hub import publish_checkpoint
-from workflow.io import ArtifactError, read_checked_json, write_checked_json
-from workflow.train import check_resume, check_samples
+from workflow.core.io import ArtifactError, read_checked_json, write_checked_json
+from workflow.eval.evaluate import check_checkpoint
+from workflow.figures.evals import collect_evals
+from workflow.hub.upload import publish_checkpoint
+from workflow.train.segment import check_resume, check_samples
 
 M = f"{RUN}/models/{VARIANT}/{SIZE}"
 E = f"{RUN}/evals/{VARIANT}/{SIZE}"

@@ -1,0 +1,7 @@
+"""``python -m workflow.hub push``: publish a local hub's repos to the Hugging Face Hub."""
+
+import sys
+
+from workflow.hub.upload import main
+
+sys.exit(main())

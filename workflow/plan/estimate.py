@@ -1,0 +1,440 @@
+"""The compute plan: every GPU-relevant job of a suite with its rule, GPUs, nodes, estimated
+FLOPs, GPU-hours and storage written, before anything runs.
+
+FLOPs and GPU-hours come from workflow/compute.py (6·N·D for training, 2·N·D forward-only for
+evaluation, at `compute.mfu` of `compute.gpu_peak_tflops`). Each stage has an estimator that
+yields the jobs it adds to the DAG, with the DAG's own rule names; a stage added to the
+pipeline registers one with `@stage_estimator` (memorization scoring, for example, is
+`forward_flops(params, sequences * tokens)` per checkpoint).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from workflow.core.config import ModelSpec, SuiteConfig
+from workflow.core.io import atomic_path
+from workflow.plan.resources import (
+    eval_tokens,
+    forward_flops,
+    gpu_hours,
+    model_params,
+    segment_tokens,
+    training_flops,
+)
+
+COLUMNS = [
+    "rule",
+    "stage",
+    "variant",
+    "size",
+    "first_step",
+    "last_step",
+    "gpus",
+    "nodes",
+    "flops",
+    "gpu_hours",
+    "storage_bytes",
+]
+SUMMARY_COLUMNS = [
+    "size",
+    "gpus",
+    "nodes",
+    "train_flops",
+    "train_gpu_hours",
+    "eval_gpu_hours",
+    "other_gpu_hours",
+    "storage_gb",
+    "reference_gpu_hours",
+    "ratio_to_reference",
+]
+
+Estimator = Callable[[SuiteConfig], Iterator[dict]]
+STAGE_ESTIMATORS: list[Estimator] = []
+
+
+def stage_estimator(fn: Estimator) -> Estimator:
+    """Register the jobs a pipeline stage adds (rows with the COLUMNS keys)."""
+    STAGE_ESTIMATORS.append(fn)
+    return fn
+
+
+def rule_tag(size: str) -> str:
+    """A size as it appears in rule names (every per-size rule in rules/ uses this)."""
+    return re.sub(r"\W", "_", size)
+
+
+def weight_bytes(params: int, precision: str) -> int:
+    """A checkpoint's HF weights: the module is saved in its training precision."""
+    return params * (4 if precision == "fp32" else 2)
+
+
+def job(rule: str, stage: str, variant: str, size: str, first: int, last: int, **kw) -> dict:
+    row = dict.fromkeys(COLUMNS, 0)
+    row.update(rule=rule, stage=stage, variant=variant, size=size, first_step=first)
+    row.update(last_step=last, **kw)
+    return row
+
+
+def forward_job(
+    rule: str,
+    stage: str,
+    variant: str,
+    size: str,
+    first: int,
+    last: int,
+    *,
+    spec: ModelSpec,
+    flops: float,
+    compute: Mapping[str, Any],
+    **kw,
+) -> dict:
+    """A forward-only job (evaluation, memorization scoring): one GPU for a model trained on
+    GPUs, none for a CPU suite's."""
+    gpus = 1 if spec.gpus else 0
+    hours = gpu_hours(flops, compute) if gpus else 0.0
+    return job(
+        rule,
+        stage,
+        variant,
+        size,
+        first,
+        last,
+        gpus=gpus,
+        nodes=1,
+        flops=flops,
+        gpu_hours=hours,
+        **kw,
+    )
+
+
+@stage_estimator
+def data_jobs(suite: SuiteConfig) -> Iterator[dict]:
+    """The packed training samples of each variant (uint16 tokens, seq_length + 1 per sample)."""
+    if suite.raw["checkpoints"]["source"] != "trained":
+        return
+    t = suite.training
+    samples = t.num_samples(suite.raw["data"]["sample_margin"])
+    for variant in suite.variants:
+        yield job(
+            "pack_shuffle",
+            "data",
+            variant,
+            "",
+            0,
+            0,
+            nodes=1,
+            storage_bytes=samples * (t.seq_length + 1) * 2,
+        )
+
+
+@stage_estimator
+def training_jobs(suite: SuiteConfig) -> Iterator[dict]:
+    """One job per segment: 6·N·D over its steps; it writes every checkpoint in it (HF weights)
+    and the DeepSpeed state (fp32 master weights + Adam moments: 12 bytes per parameter, plus
+    the module) at its last step, which the next segment resumes from."""
+    if suite.raw["checkpoints"]["source"] != "trained":
+        return
+    compute = suite.raw["compute"]
+    for variant in suite.variants:
+        for size, spec in suite.models.items():
+            n = model_params(suite, spec)
+            ckpt = weight_bytes(n, spec.precision)
+            for seg in suite.segments(size):
+                flops = training_flops(n, segment_tokens(suite, seg.start, seg.end))
+                rule = (
+                    f"train_{rule_tag(size)}_{max(seg.start, 0)}_{seg.end}"
+                    if seg.start >= 0
+                    else f"init_{rule_tag(size)}"
+                )
+                gpus = spec.gpus * spec.nodes
+                yield job(
+                    rule,
+                    "train",
+                    variant,
+                    size,
+                    max(seg.start, 0),
+                    seg.end,
+                    gpus=gpus,
+                    nodes=spec.nodes,
+                    flops=flops,
+                    gpu_hours=gpu_hours(flops, compute) if gpus else 0.0,
+                    storage_bytes=len(seg.steps) * ckpt + 12 * n + ckpt,
+                )
+            for step in suite.training.schedule:
+                yield job("upload", "upload", variant, size, step, step, nodes=1)
+
+
+@stage_estimator
+def eval_jobs(suite: SuiteConfig) -> Iterator[dict]:
+    """lm-eval jobs as rules/eval.smk groups them (eval.steps_per_job checkpoints each):
+    2·N·D forward over each checkpoint's task tokens; a published checkpoint is downloaded
+    first (its weights are the storage)."""
+    compute = suite.raw["compute"]
+    ev = suite.raw["eval"]
+    published = suite.raw["checkpoints"]["source"] != "trained"
+    per_job = ev["steps_per_job"]
+    for variant in suite.variants:
+        for size, spec in suite.models.items():
+            n = model_params(suite, spec)
+            fetched = set()
+            for shots in ev["num_fewshot"]:
+                steps = suite.eval_steps(shots)
+                for chunk in (steps[i : i + per_job] for i in range(0, len(steps), per_job)):
+                    flops = forward_flops(n, eval_tokens(suite, shots) * len(chunk))
+                    yield forward_job(
+                        f"evaluate_{rule_tag(size)}_{shots}shot_{chunk[0]}_{chunk[-1]}",
+                        f"eval_{shots}shot",
+                        variant,
+                        size,
+                        chunk[0],
+                        chunk[-1],
+                        spec=spec,
+                        flops=flops,
+                        compute=compute,
+                    )
+                    for step in chunk if published else ():
+                        if step not in fetched:
+                            fetched.add(step)
+                            yield job(
+                                "fetch_published",
+                                "fetch",
+                                variant,
+                                size,
+                                step,
+                                step,
+                                nodes=1,
+                                storage_bytes=weight_bytes(n, "fp16"),
+                            )
+
+
+@stage_estimator
+def memorization_jobs(suite: SuiteConfig) -> Iterator[dict]:
+    """Memorization scoring (rules/memorization.smk): each shard runs the checkpoint forward over
+    prompt + continuation tokens of its samples (greedy decoding with a KV cache: one token per
+    position), one GPU when the suite trains on GPUs."""
+    mem = suite.raw.get("memorization") or {}
+    if not mem.get("steps"):
+        return
+    from workflow.studies.memorization.scores import MemorizationSpec
+
+    compute = suite.raw["compute"]
+    tokens_per_sample = mem["prompt_tokens"] + mem["continuation_tokens"]
+    for variant in (v for v in suite.variants if not mem["variants"] or v in mem["variants"]):
+        for size, spec in suite.models.items():
+            if mem["sizes"] and size not in mem["sizes"]:
+                continue
+            n = model_params(suite, spec)
+            for step in sorted(set(mem["steps"])):
+                ms = MemorizationSpec(
+                    step=step,
+                    global_batch_size=suite.training.global_batch_size,
+                    prompt_tokens=mem["prompt_tokens"],
+                    continuation_tokens=mem["continuation_tokens"],
+                    max_samples=mem["max_samples"],
+                    samples_per_job=mem["samples_per_job"],
+                )
+                for part in range(ms.num_jobs):
+                    lo = part * ms.samples_per_job  # as MemorizationSpec.shard_rows, counted
+                    rows = max(min(ms.samples_per_job, ms.num_samples - lo), 0)
+                    flops = forward_flops(n, rows * tokens_per_sample)
+                    yield forward_job(
+                        "memorization_scores",
+                        "memorization",
+                        variant,
+                        size,
+                        step,
+                        step,
+                        spec=spec,
+                        flops=flops,
+                        compute=compute,
+                        storage_bytes=rows * 16,  # a score and an index per sample (parquet)
+                    )
+
+
+@stage_estimator
+def term_frequency_jobs(suite: SuiteConfig) -> Iterator[dict]:
+    """Term-frequency arithmetic (rules/term_frequency.smk, grouped as the eval jobs): every
+    (operation, x1, x2, shots) prompt of ~16 tokens per example line, (1 + shots) lines, plus
+    the generated answer, forward through each checkpoint."""
+    tf = suite.raw.get("term_frequency") or {}
+    if not tf.get("steps") or tf["variant"] not in suite.variants:
+        return
+    compute = suite.raw["compute"]
+    pairs = (tf["x1"][1] - tf["x1"][0] + 1) * (tf["x2"][1] - tf["x2"][0] + 1)
+    tokens = sum(
+        len(tf["operations"]) * pairs * (16 * (1 + k) + tf["max_new_tokens"]) for k in tf["shots"]
+    )
+    per_job = suite.raw["eval"]["steps_per_job"]
+    steps = tf["steps"]
+    for size, spec in suite.models.items():
+        n = model_params(suite, spec)
+        for chunk in (steps[i : i + per_job] for i in range(0, len(steps), per_job)):
+            flops = forward_flops(n, tokens * len(chunk))
+            yield forward_job(
+                f"term_frequency_eval_{rule_tag(size)}_{chunk[0]}_{chunk[-1]}",
+                "term_frequency",
+                tf["variant"],
+                size,
+                chunk[0],
+                chunk[-1],
+                spec=spec,
+                flops=flops,
+                compute=compute,
+            )
+
+
+@stage_estimator
+def intervention_jobs(suite: SuiteConfig) -> Iterator[dict]:
+    """Gender-bias intervention arms (rules/intervention.smk): training from `start` to `end`
+    (6·N·D), on the model's own GPU layout."""
+    if suite.raw["checkpoints"]["source"] != "trained" or "intervention" not in suite.raw:
+        return
+    compute = suite.raw["compute"]
+    arms = ["intervention"] + (
+        ["control"] if suite.raw["intervention"]["baseline"] == "control" else []
+    )
+    iv = suite.raw["intervention"]
+    tasks = [iv["crows_task"], *iv["winobias_tasks"], iv["lambada_task"]]
+    per_task = compute["eval_tokens_per_task"]
+    eval_tokens_per_checkpoint = sum(per_task.get(t, per_task["default"]) for t in tasks)
+    for run in suite.interventions:
+        spec = suite.models[run.size]
+        n = model_params(suite, spec)
+        # the bias and LAMBADA evals of both arms: the start, then each arm over the window
+        evaluated = 1 + 2 * len(run.window)
+        eval_flops = forward_flops(n, eval_tokens_per_checkpoint * evaluated)
+        yield forward_job(
+            f"evaluate_{rule_tag(run.size)}_{run.name}",
+            "intervention",
+            run.variant,
+            run.size,
+            run.start,
+            run.end,
+            spec=spec,
+            flops=eval_flops,
+            compute=compute,
+        )
+        flops = training_flops(n, segment_tokens(suite, run.start, run.end))
+        for arm in arms:
+            yield job(
+                f"{arm}_{rule_tag(run.size)}_{run.name}",
+                "intervention",
+                run.variant,
+                run.size,
+                run.start,
+                run.end,
+                gpus=spec.gpus * spec.nodes,
+                nodes=spec.nodes,
+                flops=flops,
+                gpu_hours=gpu_hours(flops, compute) if spec.gpus else 0.0,
+                storage_bytes=len(run.window) * weight_bytes(n, spec.precision),
+            )
+
+
+def plan_jobs(config: Mapping[str, Any]) -> list[dict]:
+    suite = SuiteConfig.from_dict(config)
+    return [row for estimate in STAGE_ESTIMATORS for row in estimate(suite)]
+
+
+def summarize(jobs: list[dict], config: Mapping[str, Any]) -> list[dict]:
+    """Per size: the GPU layout of its training jobs, GPU-hours by stage (all variants), storage,
+    and the reference's GPU-hours for as many models (compute.reference_gpu_hours is per model)."""
+    reference = config.get("compute", {}).get("reference_gpu_hours", {})
+    variants = len(config["variants"])
+    rows: dict[str, dict] = {}
+    for j in jobs:
+        if not j["size"]:
+            continue
+        r = rows.setdefault(
+            j["size"],
+            defaultdict(float, size=j["size"], gpus=0, nodes=0),
+        )
+        if j["stage"] == "train":
+            r["gpus"], r["nodes"] = max(r["gpus"], j["gpus"]), max(r["nodes"], j["nodes"])
+            r["train_flops"] += j["flops"]
+            r["train_gpu_hours"] += j["gpu_hours"]
+        elif j["stage"].startswith("eval"):
+            r["eval_gpu_hours"] += j["gpu_hours"]
+        else:
+            r["other_gpu_hours"] += j["gpu_hours"]
+        r["storage_gb"] += j["storage_bytes"] / 1e9
+    out = []
+    for size, r in rows.items():
+        ref = reference.get(size)
+        ref_total = ref * variants if ref is not None else None
+        out.append(
+            {
+                "size": size,
+                "gpus": r["gpus"],
+                "nodes": r["nodes"],
+                "train_flops": f"{r['train_flops']:.3e}",
+                "train_gpu_hours": round(r["train_gpu_hours"], 1),
+                "eval_gpu_hours": round(r["eval_gpu_hours"], 1),
+                "other_gpu_hours": round(r["other_gpu_hours"], 1),
+                "storage_gb": round(r["storage_gb"], 1),
+                "reference_gpu_hours": ref_total if ref_total is not None else "",
+                "ratio_to_reference": (
+                    round(r["train_gpu_hours"] / ref_total, 3) if ref_total else ""
+                ),
+            }
+        )
+    return out
+
+
+def format_summary(summary: list[dict], jobs: list[dict], config: Mapping[str, Any]) -> str:
+    c = config["compute"]
+    total = sum(j["gpu_hours"] for j in jobs)
+    train = sum(j["gpu_hours"] for j in jobs if j["stage"] == "train")
+    ref = sum(r["reference_gpu_hours"] or 0 for r in summary)
+    lines = [
+        f"compute plan of run {config['run']!r}: {len(jobs)} jobs, {total:,.0f} GPU-hours "
+        f"({train:,.0f} training) at MFU {c['mfu']} of {c['gpu_peak_tflops']} TFLOP/s per GPU",
+        f"{'size':>8} {'GPUs':>5} {'nodes':>5} {'train FLOPs':>11} {'train GPU-h':>12} "
+        f"{'eval GPU-h':>10} {'other GPU-h':>11} {'storage GB':>10} {'reference':>10} "
+        f"{'ratio':>6}",
+    ]
+    for r in summary:
+        lines.append(
+            f"{r['size']:>8} {r['gpus']:>5} {r['nodes']:>5} {r['train_flops']:>11} "
+            f"{r['train_gpu_hours']:>12,.1f} {r['eval_gpu_hours']:>10,.1f} "
+            f"{r['other_gpu_hours']:>11,.1f} "
+            f"{r['storage_gb']:>10,.1f} {r['reference_gpu_hours']!s:>10} "
+            f"{r['ratio_to_reference']!s:>6}"
+        )
+    if ref:
+        lines.append(
+            f"training {train:,.0f} GPU-hours vs reference {ref:,.0f} ({train / ref:.3f}x)"
+        )
+    return "\n".join(lines)
+
+
+def _number(v):
+    if isinstance(v, float):
+        return f"{v:.4e}" if abs(v) >= 1e6 else round(v, 4)
+    return v
+
+
+def _csv(rows: list[dict], columns: list[str]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _number(row[k]) for k in columns})
+    return buf.getvalue()
+
+
+def write_plan(config: Mapping[str, Any], jobs_csv, summary_csv) -> str:
+    """Write jobs.csv and summary.csv atomically; return the printed summary."""
+    jobs = plan_jobs(config)
+    summary = summarize(jobs, config)
+    with atomic_path(jobs_csv) as tmp:
+        tmp.write_text(_csv(jobs, COLUMNS))
+    with atomic_path(summary_csv) as tmp:
+        tmp.write_text(_csv(summary, SUMMARY_COLUMNS))
+    return format_summary(summary, jobs, config)

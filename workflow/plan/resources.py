@@ -1,0 +1,157 @@
+"""Compute of the suite: FLOPs per job, GPU-hours at an assumed MFU, and the Slurm resources a
+job asks for, all from the model spec (no Snakemake here; rules/*.smk and the plan call it).
+
+FLOPs follow Kaplan et al.'s 6·N·D for training (forward + backward) and 2·N·D for a forward
+pass (evaluation, memorization scoring), with N the model's total parameters as in the paper's
+size names. GPU-hours = FLOPs / (MFU · peak) / 3600: the MFU is a config choice
+(`compute.mfu`), not a measurement, and the plan says so.
+
+Resources follow snakemake-executor-plugin-slurm 2.8.0 (../shared/slurm/README.md §6):
+- one node: `gpu: G` (-> sbatch --gpus=G) with `tasks_per_gpu: 0`, so the plugin adds no
+  --ntasks-per-gpu (tasks would otherwise be reused as tasks per GPU); the rule runs once and
+  starts G ranks itself (torchrun --standalone).
+- several nodes: `gres: gpu:G` (per node) with `nodes: N`, `mpi: srun` and one task per GPU
+  (`tasks_per_node: G`, or `tasks: N` when G = 1, since the plugin refuses tasks_per_node=1);
+  the rule's shell starts the ranks with `srun -N N -n N·G` (the jobstep strips SLURM_* from the
+  rule's environment, so srun needs them explicitly) and each rank reads its rank from Slurm's
+  environment (`workflow.train.segment.launcher_env`).
+- never `gpus` (plural): the plugin does not submit it but the jobstep asks srun for it, and the
+  job fails.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from workflow.core.config import ConfigError, ModelSpec, SuiteConfig, padded_vocab_size
+
+# GPT-NeoX-20B's tokenizer (reference §3.1): the vocabulary of a `pretrained` tokenizer.
+NEOX_VOCAB = 50277
+
+
+def vocab_size(suite: SuiteConfig) -> int:
+    tok = suite.raw["data"]["tokenizer"]
+    return NEOX_VOCAB if tok["kind"] == "pretrained" else tok["vocab_size"]
+
+
+def model_params(suite: SuiteConfig, spec: ModelSpec) -> int:
+    """Total parameters with Megatron's padded vocabulary (input and output embeddings)."""
+    v = padded_vocab_size(
+        vocab_size(suite), suite.training.make_vocab_size_divisible_by, spec.model_parallel
+    )
+    return spec.total_params(v)
+
+
+def training_flops(params: int, tokens: float) -> float:
+    """6·N·D: forward (2ND) and backward (4ND); activation recomputation is not counted (MFU,
+    not hardware utilization)."""
+    return 6.0 * params * tokens
+
+
+def forward_flops(params: int, tokens: float) -> float:
+    """2·N·D: one forward pass over `tokens` tokens (evaluation, memorization scoring)."""
+    return 2.0 * params * tokens
+
+
+def gpu_hours(flops: float, compute: Mapping[str, Any]) -> float:
+    return flops / (compute["mfu"] * compute["gpu_peak_tflops"] * 1e12) / 3600.0
+
+
+def segment_tokens(suite: SuiteConfig, first_step: int, last_step: int) -> int:
+    """Tokens a training job processes: steps (first, last] of the global batch."""
+    return max(last_step - max(first_step, 0), 0) * suite.training.tokens_per_step
+
+
+def runtime_minutes(hours_of_gpus: float, gpus: int, compute: Mapping[str, Any]) -> int:
+    """Wall minutes to ask for: the estimate spread over the job's GPUs, times a margin."""
+    if gpus <= 0:
+        return int(compute["min_runtime_minutes"])
+    minutes = hours_of_gpus / gpus * 60.0 * compute["runtime_margin"]
+    return max(int(compute["min_runtime_minutes"]), math.ceil(minutes))
+
+
+def train_resources(
+    suite: SuiteConfig, spec: ModelSpec, first_step: int, last_step: int
+) -> dict[str, Any]:
+    """Snakemake resources of one training segment (see the module docstring for the layout)."""
+    compute = suite.raw["compute"]
+    g, n = spec.gpus, spec.nodes
+    flops = training_flops(model_params(suite, spec), segment_tokens(suite, first_step, last_step))
+    res: dict[str, Any] = {
+        "runtime": runtime_minutes(gpu_hours(flops, compute), g * n, compute),
+    }
+    if g == 0:
+        return res
+    cpus = compute["cpus_per_gpu"]
+    res.update(
+        nodes=n,
+        tasks_per_gpu=0,
+        mem_mb=g * compute["mem_mb_per_gpu"],  # sbatch --mem is per node
+    )
+    if n == 1:
+        res.update(gpu=g, cpus_per_task=g * cpus)
+    else:
+        res.update(gres=f"gpu:{g}", mpi="srun", cpus_per_task=cpus)
+        if g > 1:
+            res["tasks_per_node"] = g
+        else:
+            res["tasks"] = n
+    return res
+
+
+def eval_resources(
+    suite: SuiteConfig, spec: ModelSpec, checkpoints: int, shots: int
+) -> dict[str, Any]:
+    """One eval job (several checkpoints of one model): one GPU when the suite trains on GPUs."""
+    compute = suite.raw["compute"]
+    tokens = eval_tokens(suite, shots) * checkpoints
+    res: dict[str, Any] = {
+        "runtime": runtime_minutes(
+            gpu_hours(forward_flops(model_params(suite, spec), tokens), compute),
+            1 if spec.gpus else 0,
+            compute,
+        ),
+        "mem_mb": 4000,  # lm-eval on CPU: a tiny model, its tasks and the harness
+    }
+    if spec.gpus:
+        res.update(
+            gpu=1,
+            tasks_per_gpu=0,
+            cpus_per_task=compute["cpus_per_gpu"],
+            mem_mb=compute["mem_mb_per_gpu"],
+        )
+    return res
+
+
+def eval_tokens(suite: SuiteConfig, shots: int) -> float:
+    """Tokens lm-eval feeds one checkpoint for all tasks: each task's tokens (context and every
+    choice; `compute.eval_tokens_per_task`, a rough size of the paper's tasks) times (1 + shots),
+    since each few-shot example repeats about one request's length."""
+    per = suite.raw["compute"]["eval_tokens_per_task"]
+    tasks = suite.raw["eval"]["tasks"]
+    return sum(per.get(t, per["default"]) for t in tasks) * (1 + shots)
+
+
+def check_node_fit(suite: SuiteConfig, source: str = "config") -> None:
+    """Refuse, before any job is submitted, a model whose jobs would ask one node for more GPUs,
+    CPUs or memory than `compute.node` has (Slurm would leave such a job pending forever)."""
+    compute = suite.raw["compute"]
+    node = compute["node"]
+    problems = []
+    for name, spec in suite.models.items():
+        want = {
+            "gpus": spec.gpus,
+            "cpus": spec.gpus * compute["cpus_per_gpu"] or suite.training.threads,
+            "mem_mb": spec.gpus * compute["mem_mb_per_gpu"],
+        }
+        for key, value in want.items():
+            if value > node[key]:
+                problems.append(
+                    f"models.{name}: a training job asks one node for {value} {key}, but "
+                    f"compute.node.{key} is {node[key]} (lower models.{name}.gpus, raise nodes, "
+                    f"or adjust compute.cpus_per_gpu / compute.mem_mb_per_gpu)"
+                )
+    if problems:
+        raise ConfigError(f"invalid {source}:\n" + "\n".join(f"  {p}" for p in problems))
