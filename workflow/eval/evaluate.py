@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from workflow.core.checkpoint import CHECKPOINT_JSON, provenance_path, published_files
 from workflow.core.io import (
     atomic_path,
     read_json,
@@ -254,13 +255,11 @@ def check_checkpoint(path: str | os.PathLike) -> None:
         )
     if not (path / "tokenizer.json").is_file():
         raise CheckpointError(f"checkpoint {path}: no tokenizer.json")
-    record = path / "pythia_checkpoint.json"
+    record = path / CHECKPOINT_JSON
     if record.is_file():  # the bytes its training segment wrote (digests since issue #9)
         meta = read_json(record)
-        # not deepspeed/ (training state): a published copy of the checkpoint has none
-        files = {
-            k: v for k, v in (meta.get("files") or {}).items() if k.split("/")[0] != "deepspeed"
-        }
+        # a published copy of the checkpoint has no training state
+        files = published_files(meta)
         verify_files(path, files, record=record, rule=meta.get("producer") or str(path))
     from tokenizers import Tokenizer
 
@@ -360,9 +359,7 @@ def evaluate_checkpoint(
     seconds = time.perf_counter() - started
     # what the checkpoint is: our training record (data fingerprint, config hash, step) or,
     # for a published checkpoint, its download receipt (repo, revision, commit, file hashes)
-    meta = Path(model_path) / "pythia_checkpoint.json"
-    if local and not meta.is_file():
-        meta = Path(model_path) / "published_checkpoint.json"
+    meta = provenance_path(model_path) if local else Path(model_path) / CHECKPOINT_JSON
     samples = {
         task: [
             {

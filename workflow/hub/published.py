@@ -19,10 +19,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from workflow.core.checkpoint import PUBLISHED_JSON
 from workflow.core.io import atomic_path, git_blob_id, sha256_file, write_json
 from workflow.hub.upload import HubError
 
-PUBLISHED_JSON = "published_checkpoint.json"
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 # Files a checkpoint needs to load with transformers (weights are matched by suffix).
 NEEDED = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")

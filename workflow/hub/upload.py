@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from workflow.core.checkpoint import CHECKPOINT_JSON
 from workflow.core.io import atomic_path, git_blob_id, read_json, sha256_file, verify_files
 
 BACKENDS = ("local_git", "huggingface")
@@ -44,7 +45,6 @@ VARIANT_SUFFIX = {"standard": "", "deduped": "-deduped"}
 EXCLUDED_DIRS = ("deepspeed", ".git", ".cache")
 # Snakemake's marker in a directory output: not part of the checkpoint, never published
 EXCLUDED_FILES = (".snakemake_timestamp",)
-CHECKPOINT_META = "pythia_checkpoint.json"
 MODEL_CARD = "README.md"
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def checkpoint_files(ckpt_dir: str | os.PathLike) -> list[str]:
 
 
 def _checkpoint_step(ckpt_dir: Path, branch: str) -> int | None:
-    meta = ckpt_dir / CHECKPOINT_META
+    meta = ckpt_dir / CHECKPOINT_JSON
     if meta.is_file():
         step = read_json(meta).get("step")
         if step is not None:
@@ -118,7 +118,7 @@ def model_card(ckpt_dir: Path, repo_id: str, branch: str, step: int | None) -> s
     """The README.md published with every checkpoint: architecture, data, training settings,
     fingerprints and how to load this step (deterministic: no dates)."""
     cfg = read_json(ckpt_dir / "config.json") if (ckpt_dir / "config.json").is_file() else {}
-    meta = read_json(ckpt_dir / CHECKPOINT_META) if (ckpt_dir / CHECKPOINT_META).is_file() else {}
+    meta = read_json(ckpt_dir / CHECKPOINT_JSON) if (ckpt_dir / CHECKPOINT_JSON).is_file() else {}
     rope = cfg.get("rope_parameters") or {}
     shape = [cfg.get(k) for k in ("num_hidden_layers", "hidden_size", "num_attention_heads")]
     rotary = rope.get("partial_rotary_factor", cfg.get("rotary_pct"))
@@ -166,7 +166,7 @@ tokenizer = AutoTokenizer.from_pretrained("{repo_id}", revision="{branch}")
 
 The data this step trained on is rows `[0, {step} * batch)` of the run's pre-shuffled sample
 file: `python -m workflow.data.batch_viewer --step ...` prints them. Full metadata:
-`{CHECKPOINT_META}`.
+`{CHECKPOINT_JSON}`.
 """
 
 
@@ -196,7 +196,7 @@ def publish_checkpoint(
     """
     ckpt_dir = Path(ckpt_dir)
     files = [f for f in checkpoint_files(ckpt_dir) if f != MODEL_CARD]
-    meta_path = ckpt_dir / CHECKPOINT_META
+    meta_path = ckpt_dir / CHECKPOINT_JSON
     if meta_path.is_file():  # never publish damaged weights: the digests its training recorded
         meta = read_json(meta_path)
         files_ok = {

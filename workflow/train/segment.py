@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 import workflow
+from workflow.core.checkpoint import CHECKPOINT_JSON, DEEPSPEED_DIR, DEEPSPEED_TAG
 from workflow.core.config import ModelSpec, Segment, SuiteConfig, TrainingSpec
 from workflow.core.identity import config_hash
 from workflow.core.io import (
@@ -53,9 +54,6 @@ from workflow.core.io import (
 from workflow.data.indexed_dataset import MMapIndexedDataset, prefix_paths
 from workflow.train.lr_schedule import lambda_for
 
-CHECKPOINT_JSON = "pythia_checkpoint.json"
-DEEPSPEED_DIR = "deepspeed"
-DEEPSPEED_TAG = "state"
 # Pythia's fp16 dynamic loss scaling (reference/pythia.md §1.2).
 FP16_LOSS_SCALE = {
     "enabled": True,

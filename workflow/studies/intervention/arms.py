@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from workflow.core.checkpoint import CHECKPOINT_JSON
 from workflow.core.io import read_json, write_json
 
 PAPER_SWAP = {"he": "she", "him": "her", "his": "her"}
@@ -133,7 +134,7 @@ def run_arm(
 
     if arm not in ("intervention", "control"):
         raise InterventionError(f"arm {arm!r}: expected 'intervention' or 'control'")
-    meta = read_json(Path(start_checkpoint) / "pythia_checkpoint.json")
+    meta = read_json(Path(start_checkpoint) / CHECKPOINT_JSON)
     if meta.get("step") != run.start or not meta.get("has_deepspeed_state"):
         raise TrainingError(
             f"{start_checkpoint}: the intervention at {run.fraction} needs the step-{run.start} "
