@@ -25,6 +25,8 @@ CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 CONFIG = REPO / "tests" / "data" / "slurm.yaml"
 RUN = "results/slurm"
 CLUSTER_ENV = {"SLURM_NODES": "2", "SLURM_GPUS_PER_NODE": "1", "SLURM_UP_TIMEOUT": "120"}
+# cluster.sh keeps its configuration out of /etc/slurm; only this module's processes see it
+SLURM_CONF = "/run/pythia-slurm/slurm.conf"
 
 pytestmark = pytest.mark.slurm
 
@@ -52,9 +54,19 @@ def cluster():
     env = {**os.environ, **CLUSTER_ENV}
     up = subprocess.run(["bash", str(CLUSTER), "up"], env=env, capture_output=True, text=True)
     assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-3000:]
-    yield
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SLURM_CONF", SLURM_CONF)
+        yield
     if not was_running:
         subprocess.run(["bash", str(CLUSTER), "stop"], env=env, capture_output=True)
+
+
+def test_the_cluster_leaves_no_client_configuration_behind(cluster):
+    """A slurm.conf in the default place would make every later Slurm client call on this
+    machine (the Slurm plugin's `scontrol show config` at each Snakemake start) wait for a
+    controller that is gone; the test cluster keeps its own."""
+    assert Path(SLURM_CONF).is_file()
+    assert not Path("/etc/slurm/slurm.conf").exists()
 
 
 def snakemake_slurm(workdir: Path, *targets: str, extra=(), env=None, timeout=600):

@@ -10,8 +10,11 @@
 #   bash tests/slurm/cluster.sh stop       # stop the daemons this script started (by PID file)
 #   bash tests/slurm/cluster.sh smoke      # up + srun/sbatch smoke test
 #   SLURM_NODES=2 SLURM_GPUS_PER_NODE=1 bash tests/slurm/cluster.sh   # what the tests use
+#   export SLURM_CONF=/run/pythia-slurm/slurm.conf   # then sinfo/sbatch/snakemake reach it
 #
 # Environment knobs:
+#   PYTHIA_SLURM_CONF_DIR  where slurm.conf, gres.conf (and slurmdbd.conf) go (default
+#                     /run/pythia-slurm; clients need SLURM_CONF=<dir>/slurm.conf)
 #   SLURM_ACCOUNTING=none|slurmdbd  (default none)
 #       none     -> no accounting DB; `sacct` does NOT work ("Slurm accounting
 #                   storage is disabled"). Use snakemake-executor-plugin-slurm
@@ -53,8 +56,14 @@ DB_PASS="${SLURM_DB_PASS:-slurmdbpass}"
 NNODES="${SLURM_NODES:-1}"
 GPUS_PER_NODE="${SLURM_GPUS_PER_NODE:-0}"
 
-CONF_DIR=/etc/slurm
+# The configuration lives in a directory of its own, never /etc/slurm: a slurm.conf left in the
+# default place makes every later Slurm client call on this machine (the Snakemake Slurm plugin
+# runs `scontrol show config` at each start) wait ~10 s for a controller that is gone. The
+# daemons, this script and the tests find it through SLURM_CONF (exported here; the tests and
+# the README's demo export the same path).
+CONF_DIR="${PYTHIA_SLURM_CONF_DIR:-/run/pythia-slurm}"
 CONF="$CONF_DIR/slurm.conf"
+export SLURM_CONF="$CONF"
 DBD_CONF="$CONF_DIR/slurmdbd.conf"
 RUN_DIR=/run/slurm
 LOG_DIR=/var/log/slurm
@@ -159,7 +168,7 @@ prepare_dirs() {
   install -d -o munge -g munge -m 0700 /var/log/munge /etc/munge
   install -d -o munge -g munge -m 0711 /var/lib/munge
   install -d -o slurm -g slurm -m 0755 "$RUN_DIR" "$LOG_DIR" /var/lib/slurm "$SPOOL_CTLD"
-  install -d -o root -g root -m 0755 "$SPOOL_D"
+  install -d -o root -g root -m 0755 "$SPOOL_D" "$CONF_DIR"
   local n
   for n in $(node_names); do install -d -o root -g root -m 0755 "$SPOOL_D/$n"; done
   if [ "$GPUS_PER_NODE" -gt 0 ]; then

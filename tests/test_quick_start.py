@@ -1,0 +1,43 @@
+"""The README's first uses work after its quick start (`pip install -e .`, no extras)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _requirement_names(requirements: list[str]) -> set[str]:
+    return {r.split("==")[0].split(">=")[0].split("[")[0].strip() for r in requirements}
+
+
+def test_the_slurm_executor_plugin_is_a_base_dependency():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert "snakemake-executor-plugin-slurm" in _requirement_names(project["dependencies"])
+    # nothing that the base install needs hides in an extra
+    for extra in ("test", "slurm"):
+        assert "snakemake-executor-plugin-slurm" not in _requirement_names(
+            project["optional-dependencies"][extra]
+        )
+
+
+def test_the_paper_plan_through_the_slurm_profile(tmp_path):
+    """`snakemake -n --configfile config/pythia.yaml --profile slurm`, as the README plans the
+    paper suite: the profile's executor is found and the dry run needs no cluster settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHIA_SLURM_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "-q", "--profile", "slurm"]
+        + ["--configfile", "config/pythia.yaml", "--directory", str(tmp_path)]
+        + ["--snakefile", str(REPO / "Snakefile")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "invalid choice: 'slurm'" not in proc.stderr
