@@ -28,7 +28,8 @@ include: "rules/figures.smk"
 include: "rules/plan.smk"
 
 
+# the final targets of every stage (workflow/plan/jobs.py: SuiteJobs.final_targets)
 rule all:
     default_target: True
     input:
-        get_final_output(),
+        JOBS.final_targets(),

@@ -29,7 +29,7 @@ def _setup(work: Path, checkpoints: int, documents: int) -> tuple[list[Path], Pa
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
     from workflow.data.tokenizer import save_hf_tokenizer, train_bpe
-    from workflow.eval.evaluate import build_cloze_task, write_task_yaml
+    from workflow.eval.cloze_task import build_cloze_task, write_task_yaml
 
     rng = random.Random(0)
     corpus = work / "heldout.jsonl"

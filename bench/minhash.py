@@ -8,7 +8,7 @@ import numpy as np
 from datasketch import MinHash
 
 from bench.common import Result, timed
-from workflow.data.dedup import minhash_signatures, shingles
+from workflow.data.dedup_signatures import minhash_signatures, shingles
 
 NUM_PERM, SHINGLE, SEED = 128, 5, 1
 

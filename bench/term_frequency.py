@@ -11,7 +11,7 @@ import numpy as np
 
 from bench.common import Result, timed
 from workflow.data.indexed_dataset import write_indexed_dataset
-from workflow.studies.term_frequency.study import (
+from workflow.studies.term_frequency.counts import (
     NumberTokens,
     count_numbers,
     count_numbers_reference,
@@ -26,7 +26,8 @@ def make_samples(work: Path, tokens: int) -> tuple[Path, Path]:
     numbers of every kind) and the corpus tokenized and tiled into `tokens` tokens of rows."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    from workflow.data.corpus import generate_corpus, read_jsonl
+    from workflow.data.corpus import generate_corpus
+    from workflow.data.jsonl import read_jsonl
 
     work.mkdir(parents=True, exist_ok=True)
     generate_corpus(

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import Result, timed
-from workflow.data.corpus import read_jsonl
 from workflow.data.indexed_dataset import IndexedDatasetWriter, MMapIndexedDataset
-from workflow.data.tokenizer import EOD_ID, load_tokenizer, tokenize_documents, train_bpe
+from workflow.data.jsonl import read_jsonl
+from workflow.data.tokenize import tokenize_documents
+from workflow.data.tokenizer import EOD_ID, load_tokenizer, train_bpe
 
 
 def _documents(n: int, seed: int) -> list[str]:

@@ -1,4 +1,4 @@
-"""Training tokens/s: our DeepSpeed step (`workflow.train.segment.train_step` on a ZeRO-1 engine)
+"""Training tokens/s: our DeepSpeed step (`workflow.train.step.train_step` on a ZeRO-1 engine)
 vs a plain PyTorch AdamW loop on the same model, data, batch, LR schedule and grad clipping.
 
 Both start from the same initial weights and consume the same rows; the losses of the two runs
@@ -18,16 +18,11 @@ import yaml
 from bench.common import Result
 from workflow.core.config import SuiteConfig, validate_config, without_case_studies
 from workflow.data.indexed_dataset import MMapIndexedDataset, write_indexed_dataset
+from workflow.train.distributed import launcher_env
+from workflow.train.engine import effective_zero_stage, make_engine, param_groups
 from workflow.train.lr_schedule import lambda_for
 from workflow.train.model import build_model
-from workflow.train.segment import (
-    effective_zero_stage,
-    launcher_env,
-    lm_loss,
-    make_engine,
-    param_groups,
-    train_step,
-)
+from workflow.train.step import lm_loss, train_step
 
 VOCAB = 4096
 

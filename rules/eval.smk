@@ -5,8 +5,8 @@ rule cloze_task:
     input:
         heldout=run_path("data", "corpus", "heldout.jsonl"),
     output:
-        data=run_path("evals", "tasks", "lambada_cloze.jsonl"),
-        task=run_path("evals", "tasks", "lambada_cloze.yaml"),
+        data=run_path("evals", "tasks", f"{CLOZE_TASK}.jsonl"),
+        task=run_path("evals", "tasks", f"{CLOZE_TASK}.yaml"),
     log:
         run_path("logs", "evals", "cloze_task.log"),
     conda:
@@ -19,33 +19,6 @@ rule cloze_task:
         "../scripts/eval/cloze_task.py"
 
 
-EMBEDDED_CHOICE_TASKS = [
-    t
-    for t in config["eval"]["tasks"]
-    if t in ("piqa_style", "sciq_style", "winogrande_style")
-]
-# lm-eval's own tasks (their data is fetched once by prefetch_eval_data), also those of the
-# intervention when it has runs
-_IV_TASKS = (
-    [
-        config["intervention"]["crows_task"],
-        *config["intervention"]["winobias_tasks"],
-        config["intervention"]["lambada_task"],
-    ]
-    if config["intervention"]["runs"]
-    else []
-)
-REMOTE_TASKS = list(
-    dict.fromkeys(
-        t
-        for t in [*config["eval"]["tasks"], *_IV_TASKS]
-        if t != "lambada_cloze"
-        and t not in EMBEDDED_CHOICE_TASKS
-        and t not in ("crows_pairs_style", "winobias_style_pro", "winobias_style_anti")
-    )
-)
-
-
 rule choice_tasks:
     # 2-choice (PIQA-like), 4-choice (SciQ-like) and WinoGrande-like tasks from held-out documents
     input:
@@ -53,7 +26,7 @@ rule choice_tasks:
     output:
         expand(
             run_path("evals", "tasks", "{task}.{ext}"),
-            task=["piqa_style", "sciq_style", "winogrande_style"],
+            task=CHOICE_TASKS,
             ext=["jsonl", "yaml"],
         ),
     log:
@@ -79,7 +52,7 @@ rule prefetch_eval_data:
     resources:
         downloads=1,
     params:
-        tasks=REMOTE_TASKS,
+        tasks=JOBS.remote_tasks,
     script:
         "../scripts/eval/prefetch_eval_data.py"
 
@@ -94,74 +67,63 @@ rule check_eval_tasks:
     conda:
         "../envs/pipeline.yaml"
     params:
-        tasks=REMOTE_TASKS,
+        tasks=JOBS.remote_tasks,
     script:
         "../scripts/eval/check_eval_tasks.py"
 
 
 # One job evaluates several checkpoints of one model (eval.steps_per_job): the process start,
-# imports and task loading are paid once; every checkpoint keeps its own JSON target.
-for _size in SIZES:
-    _tag = rule_tag(_size)
-    for _shots in config["eval"]["num_fewshot"]:
-        _steps = SUITE.eval_steps(_shots)
-        _n = config["eval"]["steps_per_job"]
-        for _chunk in [_steps[i : i + _n] for i in range(0, len(_steps), _n)]:
+# imports and task loading are paid once; every checkpoint keeps its own JSON target. The chunks
+# and their rule names: workflow/plan/jobs.py (SuiteJobs.evals), also the plan's.
+for _job in JOBS.evals:
 
-            rule:
-                name:
-                    f"evaluate_{_tag}_{_shots}shot_{_chunk[0]}_{_chunk[-1]}"
-                input:
-                    checkpoints=[checkpoint_dir("{variant}", _size, s) for s in _chunk],
-                    task=(
-                        run_path("evals", "tasks", "lambada_cloze.yaml")
-                        if "lambada_cloze" in config["eval"]["tasks"]
-                        else []
-                    ),
-                    prefetched=(
-                        run_path("evals", "tasks", "prefetch.json")
-                        if REMOTE_TASKS
-                        else []
-                    ),
-                    choice_tasks=expand(
-                        run_path("evals", "tasks", "{task}.yaml"),
-                        task=EMBEDDED_CHOICE_TASKS,
-                    ),
-                output:
-                    [
-                        run_path(
-                            "evals",
-                            "{variant}",
-                            _size,
-                            f"step{s}",
-                            f"{_shots}shot.json",
-                        )
-                        for s in _chunk
-                    ],
-                log:
-                    run_path(
-                        "logs",
-                        "evals",
-                        "{variant}",
-                        _size,
-                        f"{_shots}shot_steps{_chunk[0]}-{_chunk[-1]}.log",
-                    ),
-                conda:
-                    "../envs/pipeline.yaml"
-                threads: config["eval"]["threads"]
-                # one GPU when the suite trains on GPUs; time limit from forward FLOPs
-                resources:
-                    **eval_resources(SUITE, SUITE.models[_size], len(_chunk), _shots),
-                params:
-                    eval=config["eval"],
-                    shots=_shots,
-                script:
-                    "../scripts/eval/evaluate.py"
+    rule:
+        name:
+            _job.rule
+        input:
+            checkpoints=[checkpoint_dir("{variant}", _job.size, s) for s in _job.steps],
+            task=(
+                run_path("evals", "tasks", f"{CLOZE_TASK}.yaml")
+                if CLOZE_TASK in config["eval"]["tasks"]
+                else []
+            ),
+            prefetched=(
+                run_path("evals", "tasks", "prefetch.json")
+                if JOBS.remote_tasks
+                else []
+            ),
+            choice_tasks=expand(
+                run_path("evals", "tasks", "{task}.yaml"),
+                task=JOBS.embedded_choice_tasks,
+            ),
+        output:
+            _job.outputs(),
+        log:
+            run_path(
+                "logs",
+                "evals",
+                "{variant}",
+                _job.size,
+                f"{_job.shots}shot_steps{_job.steps[0]}-{_job.steps[-1]}.log",
+            ),
+        conda:
+            "../envs/pipeline.yaml"
+        threads: config["eval"]["threads"]
+        # one GPU when the suite trains on GPUs; time limit from forward FLOPs
+        resources:
+            **eval_resources(
+                SUITE, SUITE.models[_job.size], len(_job.steps), _job.shots
+            ),
+        params:
+            eval=config["eval"],
+            shots=_job.shots,
+        script:
+            "../scripts/eval/evaluate.py"
 
 
 rule eval_table:
     input:
-        eval_targets(),
+        JOBS.eval_results(),
     output:
         csv=run_path("tables", "evals.csv"),
         parquet=run_path("tables", "evals.parquet"),

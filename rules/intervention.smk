@@ -3,7 +3,12 @@
 # evaluate the baseline and intervention arms over the window on CrowS-Pairs-like, WinoBias-like
 # and LAMBADA tasks.
 
-# paths and targets: rules/common.smk (intervention_dir, intervention_evals)
+# the runs, their arms, rule names, checkpoints and evaluations: workflow/plan/jobs.py
+# (SuiteJobs.interventions, InterventionJobs)
+IV = config["intervention"]
+GENERATOR = (
+    config["data"]["generator"] if config["data"]["source"] == "generated" else None
+)
 
 
 rule bias_tasks:
@@ -11,7 +16,7 @@ rule bias_tasks:
     output:
         expand(
             run_path("evals", "tasks", "{task}.{ext}"),
-            task=["crows_pairs_style", "winobias_style_pro", "winobias_style_anti"],
+            task=BIAS_TASKS,
             ext=["jsonl", "yaml"],
         ),
         run_path("evals", "tasks", "bias_metrics.py"),
@@ -45,14 +50,13 @@ rule swap_map:
         "../scripts/intervention/swap_map.py"
 
 
-for _i, _run in enumerate(INTERVENTIONS):
-    _tag = f"{rule_tag(_run.size)}_{_run.name}"
-    _arms = ["intervention"] + (["control"] if IV["baseline"] == "control" else [])
-    for _arm in _arms:
+for _i, _iv in enumerate(JOBS.interventions):
+    _run = _iv.run
+    for _arm in _iv.arms:
 
         rule:
             name:
-                f"{_arm}_{_tag}"
+                _iv.arm_rule(_arm)
             input:
                 start=checkpoint_dir(_run.variant, _run.size, _run.start),
                 samples=samples_files(_run.variant),
@@ -63,18 +67,9 @@ for _i, _run in enumerate(INTERVENTIONS):
                     else []
                 ),
             output:
-                [
-                    directory(
-                        intervention_dir(
-                            _run,
-                            "intervention" if _arm == "intervention" else "baseline",
-                            s,
-                        )
-                    )
-                    for s in _run.window
-                ],
+                [directory(c) for c in _iv.arm_outputs(_arm)],
             log:
-                run_path("logs", "intervention", f"{_tag}_{_arm}.log"),
+                run_path("logs", "intervention", f"{_iv.tag}_{_arm}.log"),
             conda:
                 "../envs/train-gpu.yaml"
             threads: SUITE.training.threads
@@ -88,47 +83,41 @@ for _i, _run in enumerate(INTERVENTIONS):
                 run=_i,
                 arm=_arm,
                 # a function, so "{step}" stays a template for the script
-                out_template=lambda wc, t=intervention_dir(
-                    _run,
-                    "intervention" if _arm == "intervention" else "baseline",
-                    "{step}",
-                ): t,
+                out_template=lambda wc, t=_iv.arm_checkpoint(_arm, "{step}"): t,
             script:
                 "../scripts/intervention/intervene.py"
 
     rule:
         name:
-            f"evaluate_{_tag}"
+            _iv.eval_rule
         input:
-            checkpoints=[c for c, _ in intervention_evals(_run)],
+            checkpoints=[c for c, _ in _iv.evals],
             task=(
                 run_path("evals", "tasks", f"{IV['lambada_task']}.yaml")
-                if IV["lambada_task"] == "lambada_cloze"
+                if IV["lambada_task"] == CLOZE_TASK
                 else []
             ),
             choice_tasks=expand(
-                run_path("evals", "tasks", "{task}.yaml"), task=GENERATED_BIAS_TASKS
+                run_path("evals", "tasks", "{task}.yaml"),
+                task=JOBS.generated_bias_tasks,
             ),
             prefetched=(
-                run_path("evals", "tasks", "prefetch.json") if REMOTE_TASKS else []
+                run_path("evals", "tasks", "prefetch.json")
+                if JOBS.remote_tasks
+                else []
             ),
         output:
-            [e for _, e in intervention_evals(_run)],
+            [e for _, e in _iv.evals],
         log:
-            run_path("logs", "evals", "intervention", f"{_tag}.log"),
+            run_path("logs", "evals", "intervention", f"{_iv.tag}.log"),
         conda:
             "../envs/pipeline.yaml"
         threads: config["eval"]["threads"]
         resources:
-            **eval_resources(
-                SUITE,
-                SUITE.models[_run.size],
-                len(intervention_evals(_run)),
-                0,
-            ),
+            **eval_resources(SUITE, SUITE.models[_run.size], len(_iv.evals), 0),
         params:
             eval={
-                "tasks": [IV["crows_task"], *IV["winobias_tasks"], IV["lambada_task"]],
+                "tasks": JOBS.intervention_tasks,
                 "batch_size": IV["batch_size"],
                 "limit": None,
             },
@@ -139,7 +128,7 @@ for _i, _run in enumerate(INTERVENTIONS):
 
 rule intervention_table:
     input:
-        [e for run in INTERVENTIONS for _, e in intervention_evals(run)],
+        [e for iv in JOBS.interventions for _, e in iv.evals],
     output:
         run_path("tables", "intervention.csv"),
     log:
@@ -149,7 +138,7 @@ rule intervention_table:
     params:
         runs=[
             dict(size=r.size, name=r.name, fraction=r.fraction, start=r.start)
-            for r in INTERVENTIONS
+            for r in (iv.run for iv in JOBS.interventions)
         ],
         train_iters=SUITE.training.train_iters,
         crows_task=IV["crows_task"],

@@ -1,26 +1,11 @@
 # Memorization (paper §3.2, Fig. 3): score every sample a checkpoint has seen, in shards
 # (scatter), join them per checkpoint with the Poisson analysis (gather), one table, Fig. 3.
 
-from workflow.studies.memorization.scores import MemorizationPlan
-
+# the section resolved against the suite, its shards and final targets: workflow/plan/jobs.py
 MEM = config["memorization"]
-MEM_PLAN = MemorizationPlan.from_config(config, SUITE)
+MEM_PLAN = JOBS.memorization
 # the planted repeated passages are known only for the generated corpus
 MEM_PLANTED = config["data"]["source"] == "generated"
-MEMORIZATION_TARGETS = (
-    [
-        run_path("tables", "memorization.csv"),
-        *expand(
-            run_path(
-                "figures",
-                f"memorization_qq_{MEM_PLAN.figure_size}_step{MEM_PLAN.steps[-1]}.{{ext}}",
-            ),
-            ext=["pdf", "png"],
-        ),
-    ]
-    if MEM_PLAN.steps
-    else []
-)
 
 
 rule memorization_scores:
@@ -91,12 +76,7 @@ rule memorization_gather:
 
 rule memorization_table:
     input:
-        expand(
-            run_path("memorization", "{variant}", "{size}", "step{step}.json"),
-            variant=MEM_PLAN.variants,
-            size=MEM_PLAN.sizes,
-            step=MEM_PLAN.steps,
-        ),
+        JOBS.memorization_results(),
     output:
         run_path("tables", "memorization.csv"),
     log:

@@ -1,5 +1,6 @@
 # The compute plan: every job of the suite with its GPUs, nodes, FLOPs, GPU-hours and storage
-# (workflow/plan.py), and a per-size summary against the paper's GPU-hours.
+# (workflow/plan/estimate.py, over the job list of workflow/plan/jobs.py that the rules are
+# declared over), and a per-size summary against the paper's GPU-hours.
 
 
 rule plan:

@@ -1,51 +1,25 @@
 # Term frequency (paper §3.3, Fig. 7, Table 4): arithmetic accuracy per operand x1 against how
 # often x1 occurs in the rows each checkpoint had trained on.
 
-from workflow.studies.term_frequency.study import (
-    TermFrequencyError,
-    check_config,
-    task_name,
-)
+from workflow.studies.term_frequency.config import TermFrequencyError, check_config
 
 TF = config["term_frequency"]
-TF_ON = bool(TF["steps"]) and TF["variant"] in VARIANTS
 if TF["steps"]:
     try:
         check_config(TF, schedule=SUITE.training.schedule, variants=VARIANTS)
     except TermFrequencyError as e:
         raise WorkflowError(str(e)) from None
-TF_TASKS = [task_name(op, k) for op in TF["operations"] for k in TF["shots"]]
 TF_FIGURE_SHOTS = (
     TF["figure_shots"] if TF["figure_shots"] is not None else max(TF["shots"])
 )
-
-
-# the study's final outputs (rules/common.smk's get_final_output) and its eval results
-TERM_FREQUENCY_TARGETS = (
-    [
-        run_path("tables", "term_frequency.csv"),
-        *expand(run_path("tables", "term_frequency_gap.{ext}"), ext=["csv", "md"]),
-        *expand(
-            run_path("figures", "term_frequency_{operation}.{ext}"),
-            operation=TF["operations"],
-            ext=["pdf", "png"],
-        ),
-    ]
-    if TF_ON
-    else []
-)
-TF_EVALS = expand(
-    run_path("term_frequency", "evals", TF["variant"], "{size}", "step{step}.json"),
-    size=SIZES,
-    step=TF["steps"],
-)
+# the tasks, eval jobs and final targets: workflow/plan/jobs.py (SuiteJobs.term_frequency*)
 
 
 rule term_frequency_tasks:
     output:
         expand(
             run_path("term_frequency", "tasks", "{task}.{ext}"),
-            task=TF_TASKS,
+            task=JOBS.term_frequency_tasks,
             ext=["yaml", "jsonl"],
         ),
     log:
@@ -60,48 +34,37 @@ rule term_frequency_tasks:
 
 
 # One job evaluates several checkpoints of one model (eval.steps_per_job), as the eval rules.
-for _size in SIZES if TF_ON else []:
-    _tag = rule_tag(_size)
-    _n = config["eval"]["steps_per_job"]
-    for _chunk in [TF["steps"][i : i + _n] for i in range(0, len(TF["steps"]), _n)]:
+for _job in JOBS.term_frequency:
 
-        rule:
-            name:
-                f"term_frequency_eval_{_tag}_{_chunk[0]}_{_chunk[-1]}"
-            input:
-                checkpoints=[checkpoint_dir(TF["variant"], _size, s) for s in _chunk],
-                tasks=expand(
-                    run_path("term_frequency", "tasks", "{task}.yaml"), task=TF_TASKS
-                ),
-            output:
-                [
-                    run_path(
-                        "term_frequency",
-                        "evals",
-                        TF["variant"],
-                        _size,
-                        f"step{s}.json",
-                    )
-                    for s in _chunk
-                ],
-            log:
-                run_path(
-                    "logs",
-                    "term_frequency",
-                    _size,
-                    f"eval_steps{_chunk[0]}-{_chunk[-1]}.log",
-                ),
-            conda:
-                "../envs/pipeline.yaml"
-            threads: config["eval"]["threads"]
-            # one GPU when the suite trains on GPUs, like the eval jobs; 2 x 5000 prompts of
-            # 0-16 shots weigh about what the zero-shot tasks do
-            resources:
-                **eval_resources(SUITE, SUITE.models[_size], len(_chunk), 0),
-            params:
-                batch_size=TF["batch_size"],
-            script:
-                "../scripts/term_frequency/term_frequency_eval.py"
+    rule:
+        name:
+            _job.rule
+        input:
+            checkpoints=_job.checkpoints(),
+            tasks=expand(
+                run_path("term_frequency", "tasks", "{task}.yaml"),
+                task=JOBS.term_frequency_tasks,
+            ),
+        output:
+            _job.outputs(),
+        log:
+            run_path(
+                "logs",
+                "term_frequency",
+                _job.size,
+                f"eval_steps{_job.steps[0]}-{_job.steps[-1]}.log",
+            ),
+        conda:
+            "../envs/pipeline.yaml"
+        threads: config["eval"]["threads"]
+        # one GPU when the suite trains on GPUs, like the eval jobs; 2 x 5000 prompts of
+        # 0-16 shots weigh about what the zero-shot tasks do
+        resources:
+            **eval_resources(SUITE, SUITE.models[_job.size], len(_job.steps), 0),
+        params:
+            batch_size=TF["batch_size"],
+        script:
+            "../scripts/term_frequency/term_frequency_eval.py"
 
 
 rule term_frequency_counts:
@@ -125,7 +88,7 @@ rule term_frequency_counts:
 
 rule term_frequency_table:
     input:
-        evals=TF_EVALS,
+        evals=JOBS.term_frequency_results(),
         counts=run_path("term_frequency", f"counts_{TF['variant']}.csv"),
     output:
         table=run_path("tables", "term_frequency.csv"),

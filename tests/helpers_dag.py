@@ -1,14 +1,21 @@
-"""Dry runs of the DAG for the tests that count jobs per rule."""
+"""Dry runs of the DAG for the tests that count jobs per rule or read `rule all`'s inputs."""
 
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def dry_run_counts(tmp_path, *args) -> dict[str, int]:
-    """Jobs per rule of `snakemake -n` in a scratch directory (no network, nothing runs)."""
+@dataclass
+class DryRun:
+    counts: dict[str, int]  # jobs per rule (the "Job stats" table)
+    all_inputs: list[str]  # the inputs of `rule all`, in order
+
+
+def dry_run(tmp_path, *args) -> DryRun:
+    """`snakemake -n` in a scratch directory (no network, nothing runs)."""
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile")]
         + ["--directory", str(tmp_path), *args],
@@ -23,4 +30,16 @@ def dry_run_counts(tmp_path, *args) -> dict[str, int]:
         parts = line.split()
         if len(parts) == 2 and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
-    return counts
+    all_inputs = []
+    lines = proc.stdout.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip() in ("rule all:", "localrule all:"):
+            text = lines[i + 1].strip()
+            assert text.startswith("input: "), text
+            all_inputs = text[len("input: ") :].split(", ")
+    return DryRun(counts, all_inputs)
+
+
+def dry_run_counts(tmp_path, *args) -> dict[str, int]:
+    """Jobs per rule of `snakemake -n` in a scratch directory (no network, nothing runs)."""
+    return dry_run(tmp_path, *args).counts

@@ -8,7 +8,8 @@ import pytest
 from workflow.data.batch_viewer import batch_rows, main
 from workflow.data.indexed_dataset import MMapIndexedDataset
 from workflow.data.pack_shuffle import pack_samples
-from workflow.data.tokenizer import load_tokenizer, tokenize_documents, train_bpe
+from workflow.data.tokenize import tokenize_documents
+from workflow.data.tokenizer import load_tokenizer, train_bpe
 
 B = 4
 

@@ -123,6 +123,15 @@ def _tiny_raw():
             lambda c: c["data"].update(release={"sha256": {"x.bin": "not-a-hash"}}),
             "data.release.sha256.x.bin",
         ),
+        # the case studies' sections are checked with the config (workflow/core/semantics.py)
+        (
+            lambda c: c["memorization"].update(steps=[3]),
+            "memorization.steps: step 3 is not a checkpoint of the schedule",
+        ),
+        (
+            lambda c: c["intervention"]["runs"].append({"size": "nope", "fraction": 0.5}),
+            "intervention.runs[5].size: 'nope' is not a model",
+        ),
     ],
 )
 def test_bad_config_names_the_key(mutate, key):

@@ -8,15 +8,12 @@ from collections import Counter, defaultdict
 import pytest
 import zstandard
 
-from workflow.data.corpus import (
-    DOMAINS,
-    OCCUPATIONS,
-    CorpusError,
-    generate_corpus,
-    memorized_passages,
-    read_jsonl,
-)
-from workflow.data.dedup import deduplicate, shingles
+from workflow.data.corpus import generate_corpus
+from workflow.data.dedup import deduplicate
+from workflow.data.dedup_signatures import shingles
+from workflow.data.domains import DOMAINS
+from workflow.data.jsonl import CorpusError, read_jsonl
+from workflow.data.planted import OCCUPATIONS, memorized_passages
 
 SMALL = dict(
     seed=7,
@@ -273,7 +270,7 @@ def test_occupation_pronouns_have_the_planted_skew(tmp_path):
 def test_occupation_subset_sentences_and_shapes(tmp_path):
     """A tiny suite can plant fewer occupations, more sentences per document and the shapes
     whose pronoun follows the occupation; the stats count them all."""
-    from workflow.data.corpus import occupation_subset
+    from workflow.data.planted import occupation_subset
 
     params = {**PLANTED, "num_documents": 600, "near_duplicate_clusters": 0}
     one = generate_corpus(tmp_path / "a.jsonl", tmp_path / "ah.jsonl", **params)["occupations"]
@@ -316,7 +313,7 @@ def test_domain_weights(tmp_path):
     """`domain_weights` sets the share of documents per domain (the embedded default makes half
     of them arithmetic for the term-frequency study); the default weights are DOMAIN_WEIGHTS,
     byte for byte, and a bad mapping is refused with the domains it lacks or does not know."""
-    from workflow.data.corpus import DOMAIN_WEIGHTS, DOMAINS
+    from workflow.data.domains import DOMAIN_WEIGHTS
 
     params = {**PLANTED, "num_documents": 600, "near_duplicate_clusters": 0}
     base = generate_corpus(tmp_path / "a.jsonl", tmp_path / "ah.jsonl", **params)

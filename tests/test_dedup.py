@@ -9,17 +9,16 @@ import pytest
 from datasketch import MinHash
 
 from workflow.core.io import read_json
-from workflow.data import dedup
-from workflow.data.corpus import generate_corpus, read_jsonl
-from workflow.data.dedup import (
-    deduplicate,
-    minhash_signatures,
-    select_documents,
-    shingles,
-    write_dedup_outputs,
-)
+from workflow.data import dedup, dedup_signatures
+from workflow.data.corpus import generate_corpus
+from workflow.data.dedup import deduplicate, read_dedup_outputs
+from workflow.data.dedup_signatures import minhash_signatures, shingles
+from workflow.data.deduped_documents import select_documents, token_reduction_report
 from workflow.data.indexed_dataset import MMapIndexedDataset, write_indexed_dataset
-from workflow.data.tokenizer import tokenize_documents, train_bpe
+from workflow.data.jsonl import CorpusError, read_jsonl
+from workflow.data.shards import corpus_shards
+from workflow.data.tokenize import tokenize_documents
+from workflow.data.tokenizer import train_bpe
 
 PARAMS = dict(threshold=0.87, num_perm=128, shingle_size=5, seed=1)
 
@@ -96,9 +95,13 @@ def test_deterministic(corpus):
 
 
 def test_write_outputs(corpus, tmp_path):
-    result = deduplicate(corpus, **PARAMS)
-    write_dedup_outputs(result, tmp_path / "out")
-    assert np.load(tmp_path / "out" / "kept_ids.npy").tolist() == result.kept_ids
+    result = deduplicate(corpus, **PARAMS, out_dir=tmp_path / "out")
+    assert read_dedup_outputs(tmp_path / "out") == result
+    kept = np.load(tmp_path / "out" / "kept_ids.npy")
+    assert kept.tolist() == result.kept_ids
+    with open(tmp_path / "saved.npy", "wb") as f:  # written in chunks, as np.save writes it
+        np.save(f, kept)
+    assert (tmp_path / "out" / "kept_ids.npy").read_bytes() == (tmp_path / "saved.npy").read_bytes()
     lines = (tmp_path / "out" / "clusters.jsonl").read_text().splitlines()
     assert [json.loads(x) for x in lines] == result.clusters
     assert read_json(tmp_path / "out" / "dedup_stats.json") == result.stats
@@ -179,7 +182,7 @@ def test_vectorised_signatures_across_batches(monkeypatch):
     # many small numpy passes give the same rows as one
     texts = VARIED_TEXTS * 5
     one = minhash_signatures(texts, num_perm=16, shingle_size=3, seed=5)
-    monkeypatch.setattr(dedup, "_PASS_BYTES", 16 * 8 * 3)  # 3 shingles a pass
+    monkeypatch.setattr(dedup_signatures, "_PASS_BYTES", 16 * 8 * 3)  # 3 shingles a pass
     many = minhash_signatures(texts, num_perm=16, shingle_size=3, seed=5)
     np.testing.assert_array_equal(one, many)
     assert minhash_signatures([], num_perm=16, shingle_size=3, seed=5).shape == (0, 16)
@@ -187,7 +190,7 @@ def test_vectorised_signatures_across_batches(monkeypatch):
 
 @pytest.mark.parametrize("scheme", ["legacy", "affine32"])
 def test_vectorised_schemes_bit_identical(scheme):
-    perms = dedup._Permutations(32, 9, scheme=scheme)
+    perms = dedup_signatures.Permutations(32, 9, scheme=scheme)
     for text in VARIED_TEXTS:
         h = perms.hash_shingles(list(shingles(text, 3)))
         sig = perms.signatures(h, np.array([0, len(h)]))[0]
@@ -219,7 +222,12 @@ def test_byte_ranges_give_every_line_to_exactly_one_shard(tmp_path):
         metas, sigs = [], []
         for k in range(n):
             out = tmp_path / f"{n}-{k}.npy"
-            metas.append(dedup.signature_shard(src, k, n, out, num_perm=32, shingle_size=2, seed=3))
+            shard = corpus_shards([src], n)[k]
+            metas.append(
+                dedup_signatures.signature_shard(
+                    shard, out, num_perm=32, shingle_size=2, seed=3, threshold=0.87
+                )
+            )
             sigs.append(np.load(out))
         assert sum(m["documents"] for m in metas) == len(whole) == 25
         assert sum(m["empty_skipped"] for m in metas) == 10
@@ -231,36 +239,38 @@ def test_shard_errors_name_the_line(tmp_path):
     src = tmp_path / "d.jsonl"
     good = json.dumps({"text": "a b c d e f"}) + "\n"
     src.write_bytes(good.encode() * 50 + b'{"text": "caf\xe9"}\n' + good.encode() * 50)
-    with pytest.raises(dedup.CorpusError, match=r"d\.jsonl:51: not valid UTF-8"):
+    with pytest.raises(CorpusError, match=r"d\.jsonl:51: not valid UTF-8"):
         for k in range(4):
-            dedup.signature_shard(src, k, 4, tmp_path / f"s{k}.npy", **PARAMS)
+            dedup_signatures.signature_shard(
+                corpus_shards([src], 4)[k], tmp_path / f"s{k}.npy", **PARAMS
+            )
     assert not (tmp_path / "s1.npy").exists() and not list(tmp_path.glob("*.tmp*"))
 
 
 def test_gather_refuses_mixed_or_missing_shards(corpus, tmp_path):
     a, b = tmp_path / "a0.npy", tmp_path / "a1.npy"
-    dedup.signature_shard(corpus, 0, 2, a, **PARAMS)
-    dedup.signature_shard(corpus, 1, 2, b, **{**PARAMS, "num_perm": 64})
+    s0, s1 = corpus_shards([corpus], 2)
+    dedup_signatures.signature_shard(s0, a, **PARAMS)
+    dedup_signatures.signature_shard(s1, b, **{**PARAMS, "num_perm": 64})
     with pytest.raises(ValueError, match=r"a1\.npy: made with .*rebuild the signatures"):
-        dedup.gather_signatures([a, b], threshold=0.87)
+        dedup.minhash_lsh([a, b], threshold=0.87)
     with pytest.raises(ValueError, match="1 signature shards given, they were made as 2"):
-        dedup.gather_signatures([a], threshold=0.87)
+        dedup.minhash_lsh([a], threshold=0.87)
     with pytest.raises(ValueError, match=r"a1\.npy: is shard 1, expected shard 0"):
-        dedup.gather_signatures([b, a], threshold=0.87)
-    dedup.signature_shard(corpus, 1, 2, b, **PARAMS)
+        dedup.minhash_lsh([b, a], threshold=0.87)
+    dedup_signatures.signature_shard(s1, b, **PARAMS)
     np.save(b, np.zeros((3, 128), np.uint64))  # signatures that do not match their sidecar
     with pytest.raises(ValueError, match=r"a1\.npy: shape \(3, 128\)"):
-        dedup.gather_signatures([a, b], threshold=0.87)
+        dedup.minhash_lsh([a, b], threshold=0.87)
 
 
 def test_outputs_kept_dropped_and_token_report(corpus, tmp_path):
-    result = deduplicate(corpus, **PARAMS, shards=2)
-    write_dedup_outputs(result, tmp_path)
+    result = deduplicate(corpus, **PARAMS, shards=2, out_dir=tmp_path)
     kept, dropped = np.load(tmp_path / "kept_ids.npy"), np.load(tmp_path / "dropped_ids.npy")
     assert sorted([*kept, *dropped]) == list(range(result.stats["documents_in"]))
     assert sorted(dropped.tolist()) == sorted(i for c in result.clusters for i in c[1:])
     docs = {"tokens_in": 1000, "tokens_out": 620}
-    report = dedup.token_reduction_report(result.stats, docs)
+    report = token_reduction_report(result.stats, docs)
     assert report["tokens_removed_fraction"] == 0.38
     assert report["paper"]["tokens_removed_fraction"] == round(1 - 207 / 334, 6)
     assert report["documents_in"] - report["documents_out"] == len(dropped)

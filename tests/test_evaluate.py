@@ -1,4 +1,4 @@
-"""workflow.eval.evaluate: cloze task from held-out docs, lm-eval YAML, real lm-eval runs
+"""workflow.eval: cloze task from held-out docs, lm-eval YAML, real lm-eval runs
 (offline)."""
 
 from __future__ import annotations
@@ -10,13 +10,9 @@ import pytest
 import yaml
 from helpers_checkpoints import block_external_network, isolate_hf, make_checkpoint, write_heldout
 
-from workflow.eval.evaluate import (
-    CLOZE_TASK,
-    build_cloze_task,
-    cloze_passage,
-    evaluate_checkpoint,
-    write_task_yaml,
-)
+from workflow.core.tasks import CLOZE_TASK
+from workflow.eval.cloze_task import build_cloze_task, cloze_passage, write_task_yaml
+from workflow.eval.evaluate import evaluate_checkpoint
 
 
 @pytest.fixture(autouse=True)
@@ -148,7 +144,7 @@ def test_prefetch_then_evaluate_offline(hubeval_task, monkeypatch, tmp_path):
     from huggingface_hub import HfApi
     from minihub import MiniHub
 
-    from workflow.eval.evaluate import prefetch_tasks
+    from workflow.eval.builtin_tasks import prefetch_tasks
 
     tasks = tmp_path / "tasks"
     tasks.mkdir()

@@ -1,5 +1,5 @@
-"""workflow.figures.evals: the long eval table and the Fig. 10 analogue from synthetic eval
-JSONs."""
+"""workflow.eval.eval_table and workflow.figures: the long eval table, the score tables and the
+Fig. 9/10 analogues from synthetic eval JSONs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ import pandas as pd
 import pytest
 
 from workflow.core.io import write_json
-from workflow.figures.evals import collect_evals, plot_over_training, size_key, write_table
+from workflow.core.sizes import size_key
+from workflow.core.tables import write_table
+from workflow.eval.eval_table import collect_evals
+from workflow.figures.over_training import plot_over_training
 
 SIZES = ["tiny-70m", "tiny-160m", "tiny-1b", "tiny-1.4b", "tiny-12b"]
 STEPS = [0, 1, 2, 4, 8, 16, 32, 64, 96]
@@ -99,7 +102,7 @@ def test_plot_over_training(eval_tree, tmp_path):
 
 def test_compare_with_the_papers_table(eval_tree):
     from workflow.core.config import load_config
-    from workflow.figures.evals import compare_with_reference
+    from workflow.eval.compare_paper import compare_with_reference
 
     paper = load_config("config/pythia.yaml")["eval"]["reference"]
     assert paper["step"] == 143000 and paper["shots"] == 0
@@ -129,7 +132,8 @@ def test_compare_with_the_papers_table(eval_tree):
 
 
 def test_score_tables_and_scores_by_size(eval_tree, tmp_path):
-    from workflow.figures.evals import plot_scores_by_size, render_markdown, score_table
+    from workflow.figures.score_table import render_markdown, score_table
+    from workflow.figures.scores_by_size import plot_scores_by_size
 
     df = collect_evals(eval_tree)
     table = score_table(df, step=8, shots=0, variant="deduped", sizes_order=SIZES)
@@ -147,13 +151,27 @@ def test_score_tables_and_scores_by_size(eval_tree, tmp_path):
 
 
 def test_multiple_choice_task_curves_use_acc_norm(tmp_path):
-    rows = []
-    for variant in ("standard", "deduped"):
-        for step in (0, 4, 8):
-            for metric, value in (("acc", 0.5 + step / 100), ("acc_norm", 0.4 + step / 100)):
-                rows.append((variant, "tiny-70m", step, 0, "piqa_style", metric, value, 0.02))
+    """A multiple-choice task has no perplexity: its second row of panels draws acc_norm, its
+    first acc (different numbers in every row here, per variant too)."""
+    steps = [0, 4, 8]
+    values = {
+        (variant, metric): [offset + step / 100 for step in steps]
+        for variant, shift in (("standard", 0.0), ("deduped", 0.05))
+        for metric, offset in (("acc", 0.5 + shift), ("acc_norm", 0.3 + shift))
+    }
+    rows = [
+        (variant, "tiny-70m", step, 0, "piqa_style", metric, value, 0.02)
+        for (variant, metric), vals in values.items()
+        for step, value in zip(steps, vals, strict=True)
+    ]
     df = pd.DataFrame(
         rows, columns=["variant", "size", "step", "shots", "task", "metric", "value", "stderr"]
     )
-    plot_over_training(df, tmp_path / "p.pdf", tmp_path / "p.png", task="piqa_style")
+    fig = plot_over_training(df, tmp_path / "p.pdf", tmp_path / "p.png", task="piqa_style")
     assert (tmp_path / "p.png").stat().st_size > 0
+    assert fig.axes[2].get_ylabel() == "accuracy (length-normalised)"
+    for row, metric in enumerate(("acc", "acc_norm")):
+        for col, variant in enumerate(("standard", "deduped")):
+            (line,) = fig.axes[2 * row + col].get_lines()  # one size, no epoch marker
+            assert list(line.get_xdata()) == steps
+            assert list(line.get_ydata()) == pytest.approx(values[(variant, metric)])

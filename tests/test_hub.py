@@ -1,5 +1,5 @@
-"""workflow.hub.upload: Pythia's checkpoint layout (repo per model, branch step{N}, main = final
-step).
+"""workflow.hub (upload, local_git, huggingface, download, push): Pythia's checkpoint layout
+(repo per model, branch step{N}, main = final step).
 
 local_git is tested directly; the huggingface backend through the real huggingface_hub and
 transformers clients against minihub, a loopback Hub-API test double (tests/minihub.py).
@@ -18,17 +18,10 @@ import pytest
 from helpers_checkpoints import block_external_network, isolate_hf, make_checkpoint
 from minihub import MiniHub
 
-from workflow.hub.upload import (
-    HubError,
-    ReceiptMismatch,
-    checkpoint_files,
-    download_checkpoint,
-    list_branches,
-    local_repo_path,
-    publish_checkpoint,
-    repo_id_for,
-    verify_receipt,
-)
+from workflow.hub.download import download_checkpoint
+from workflow.hub.layout import HubError, checkpoint_files, repo_id_for
+from workflow.hub.local_git import list_branches, local_repo_path
+from workflow.hub.upload import ReceiptMismatch, publish_checkpoint, verify_receipt
 
 REPO = "pythia-workflow/pythia-tiny-70m"
 PUBLISHED = [
@@ -423,7 +416,7 @@ def test_upload_rule_never_writes_the_token(hubeval_ckpts, hubeval_minihub, tmp_
 def test_push_local_hub_to_the_hub(hubeval_ckpts, hubeval_minihub, tmp_path, monkeypatch, capsys):
     from huggingface_hub import HfApi
 
-    from workflow.hub.upload import main
+    from workflow.hub.push import main
 
     root = tmp_path / "local"
     for s in (0, 4, 8):

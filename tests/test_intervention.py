@@ -20,7 +20,8 @@ from workflow.core.config import (
 )
 from workflow.core.io import read_json, write_json
 from workflow.data.indexed_dataset import write_indexed_dataset
-from workflow.studies.intervention.arms import InterventionError, swap_map, token_map
+from workflow.studies.intervention.arms import InterventionError, swap_map, write_swap_map
+from workflow.train.data import read_token_map
 
 SIZE, SEQ, BATCH = "t2", 16, 4
 SENTENCES = [
@@ -124,14 +125,15 @@ def _tokenizer(path, text):
 
 def test_swap_map_from_the_tokenizer(tmp_path):
     tok = _tokenizer(tmp_path / "tok.json", SENTENCES)
-    m = swap_map(tmp_path / "tok.json")
+    m = write_swap_map(tmp_path / "tok.json", tmp_path / "swap.json")
+    assert read_json(tmp_path / "swap.json") == m == swap_map(tmp_path / "tok.json")
     by_form = {p["from"]: p for p in m["pairs"]}
     for src, dst in [(" he", " she"), (" his", " her"), (" him", " her")]:
         assert by_form[src]["to"] == dst
         assert tok.encode(src).ids == [by_form[src]["from_id"]]
         assert tok.encode(dst).ids == [by_form[src]["to_id"]]
     assert " He" in by_form  # "... late. He said": capitalised after a space
-    lut = token_map(m, 512)
+    lut = read_token_map(tmp_path / "swap.json", 512)  # the file is training's token map
     ids = np.array(tok.encode(" he said that his cat saw him").ids)
     assert tok.decode(lut[ids].tolist()) == " she said that her cat saw her"
     untouched = np.setdiff1d(np.arange(512), [p["from_id"] for p in m["pairs"]])
@@ -150,8 +152,9 @@ def test_swap_map_refuses_a_vocabulary_without_the_pronouns(tmp_path):
 def test_control_reproduces_the_main_run_and_the_swap_changes_it(tmp_path):
     from safetensors.torch import load_file
 
-    from workflow.studies.intervention.arms import run_arm, write_swap_map
-    from workflow.train.segment import TrainingError, train_segment
+    from workflow.studies.intervention.arms import run_arm
+    from workflow.train.errors import TrainingError
+    from workflow.train.segment import train_segment
 
     threads = torch.get_num_threads()
     tok = _tokenizer(tmp_path / "tok.json", SENTENCES)
@@ -219,7 +222,7 @@ def test_control_reproduces_the_main_run_and_the_swap_changes_it(tmp_path):
          "--samples", str(tmp_path / "samples"), "--tokenizer", str(tmp_path / "tok.json"),
          "--start-step", "12", "--end-step", "16", "--steps", "14,16",
          "--out-template", str(tmp_path / "cli" / "step{step}"),
-         "--resume-from", str(main / "step12"), "--swap-map", str(tmp_path / "swap.json"),
+         "--resume-from", str(main / "step12"), "--token-map", str(tmp_path / "swap.json"),
          "--extra-meta", meta_arg]
     )  # fmt: skip
     torch.set_num_threads(threads)
@@ -243,11 +246,59 @@ def test_control_reproduces_the_main_run_and_the_swap_changes_it(tmp_path):
         )
 
 
+def test_a_multi_gpu_arm_trains_through_the_launcher(tmp_path, monkeypatch):
+    """The arms start training through the suite's one dispatch (workflow.train.dispatch): a
+    model on several GPUs goes to the launcher, the swap map reaching every rank as its token
+    map, and the launcher's exit code comes back as Preempted or LaunchFailed."""
+    import subprocess
+
+    from workflow.studies.intervention.arms import run_arm
+    from workflow.train.errors import LaunchFailed, Preempted
+
+    raw = _raw()
+    raw["models"][SIZE]["gpus"] = 2
+    suite = SuiteConfig.from_dict(validate_config(raw))
+    (run,) = suite.interventions
+    write_json(
+        tmp_path / "step12" / "pythia_checkpoint.json", {"step": 12, "has_deepspeed_state": True}
+    )
+    _tokenizer(tmp_path / "tok.json", SENTENCES)
+    swap = write_swap_map(tmp_path / "tok.json", tmp_path / "swap.json")
+    calls, codes = [], iter([0, 75, 3])
+
+    def fake_run(cmd):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, next(codes))
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    kw = dict(
+        arm="intervention",
+        samples_prefix=tmp_path / "samples",
+        tokenizer_path=tmp_path / "tok.json",
+        start_checkpoint=tmp_path / "step12",
+        out_template=str(tmp_path / "iv" / "step{step}"),
+        swap_json=tmp_path / "swap.json",
+        log=lambda *_: None,
+        state_dir=tmp_path,
+    )
+    assert run_arm(suite, run, **kw) == []
+    cmd = calls[0]
+    assert "--nproc_per_node=2" in cmd and cmd[cmd.index("-m", 3) + 1] == "workflow.train.segment"
+    assert cmd[cmd.index("--token-map") + 1] == str(tmp_path / "swap.json")
+    meta = json.loads(cmd[cmd.index("--extra-meta") + 1])["intervention"]
+    assert meta["arm"] == "intervention" and meta["pairs"] == swap["pairs"]
+    with pytest.raises(Preempted, match="preempted, run again"):
+        run_arm(suite, run, **kw)
+    with pytest.raises(LaunchFailed, match="exited with 3") as failed:
+        run_arm(suite, run, **{**kw, "arm": "control"})
+    assert failed.value.code == 3 and "--token-map" not in calls[2]
+
+
 def test_bias_tasks_run_in_lm_eval(tmp_path):
     """The generated CrowS-like and WinoBias-like tasks through real lm-eval on a tiny model."""
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-    from workflow.data.corpus import OCCUPATIONS
+    from workflow.data.planted import OCCUPATIONS
     from workflow.eval.evaluate import evaluate_checkpoint
     from workflow.studies.intervention.bias_tasks import (
         build_bias_tasks,
@@ -302,7 +353,8 @@ def test_bias_tasks_run_in_lm_eval(tmp_path):
 
 
 def test_table_and_net_bias(tmp_path):
-    from workflow.studies.intervention.figures import intervention_table, plot_intervention
+    from workflow.studies.intervention.figures import plot_intervention
+    from workflow.studies.intervention.table import intervention_table
 
     paths = []
     for arm, steps in (("baseline", [12, 14, 16]), ("intervention", [14, 16])):
@@ -350,7 +402,7 @@ def test_table_and_net_bias(tmp_path):
 
 
 def test_bias_items_follow_the_planted_occupations_and_shapes():
-    from workflow.data.corpus import occupation_subset
+    from workflow.data.planted import occupation_subset
     from workflow.studies.intervention.bias_tasks import crows_items, winobias_items
 
     occs = occupation_subset(4)

@@ -13,28 +13,23 @@ from scipy import stats
 
 from workflow.core.config import ConfigError, load_config
 from workflow.data.indexed_dataset import write_indexed_dataset
-from workflow.studies.memorization.analysis import (
-    analyse_checkpoint,
-    block_counts,
-    dispersion_test,
-    memorization_table,
+from workflow.studies.memorization.figure import plot_poisson_qq
+from workflow.studies.memorization.gather import analyse_checkpoint, gather_shards
+from workflow.studies.memorization.plan import MemorizationError, MemorizationSpec, check_step
+from workflow.studies.memorization.planted import (
     passage_ngrams,
     planted_comparison,
     planted_coverage,
     planted_groups,
-    plot_poisson_qq,
+)
+from workflow.studies.memorization.poisson import (
+    block_counts,
+    dispersion_test,
     poisson_fit,
     poisson_qq,
 )
-from workflow.studies.memorization.scores import (
-    MemorizationError,
-    MemorizationSpec,
-    check_step,
-    gather_shards,
-    greedy_decode,
-    memorization_scores,
-    score_shard,
-)
+from workflow.studies.memorization.scores import greedy_decode, memorization_scores, score_shard
+from workflow.studies.memorization.table import memorization_table
 
 REPO = Path(__file__).resolve().parent.parent
 VOCAB = 64

@@ -16,10 +16,11 @@ import yaml
 from helpers_checkpoints import block_external_network, isolate_hf, make_checkpoint
 from minihub import MiniHub
 
+from workflow.core.checkpoint import PUBLISHED_JSON
 from workflow.core.config import without_case_studies
-from workflow.hub import published
-from workflow.hub.published import PUBLISHED_JSON, fetch_published_checkpoint
-from workflow.hub.upload import HubError
+from workflow.hub import fetch_published
+from workflow.hub.fetch_published import fetch_published_checkpoint
+from workflow.hub.layout import HubError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ORG = "EleutherAI"
@@ -91,9 +92,9 @@ def test_missing_step_repo_and_hash_mismatch(hub, tmp_path, monkeypatch):
         fetch_published_checkpoint(
             f"{ORG}/pythia-nope", 4, tmp_path / "x", final_step=8, endpoint=hub.url
         )
-    real = published._listed_hash
+    real = fetch_published.listed_hash
     monkeypatch.setattr(
-        published, "_listed_hash", lambda e: (real(e)[0], "0" * len(real(e)[1]))
+        fetch_published, "listed_hash", lambda e: (real(e)[0], "0" * len(real(e)[1]))
     )  # the Hub lists other bytes than it serves
     with pytest.raises(HubError, match=r"differs from the 0+ the Hub lists; nothing was kept"):
         fetch_published_checkpoint(repo, 0, tmp_path / "x", final_step=None, endpoint=hub.url)

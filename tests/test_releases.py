@@ -1,6 +1,6 @@
-"""workflow.data.releases: EleutherAI's released Pythia data, downloaded through the real
-huggingface_hub client from minihub (a loopback Hub-API test double that serves dataset repos
-with LFS metadata and HTTP Range requests), merged and checked."""
+"""workflow.data.releases, download_release, merge_release: EleutherAI's released Pythia data,
+downloaded through the real huggingface_hub client from minihub (a loopback Hub-API test double
+that serves dataset repos with LFS metadata and HTTP Range requests), merged and checked."""
 
 from __future__ import annotations
 
@@ -13,16 +13,11 @@ from helpers_checkpoints import block_external_network, isolate_hf
 from minihub import MiniHub
 
 from workflow.core.config import without_case_studies
+from workflow.data.download_release import download_release_file
 from workflow.data.indexed_dataset import MMapIndexedDataset, write_indexed_dataset
+from workflow.data.merge_release import merge_shards, write_merge_meta
 from workflow.data.pack_shuffle import pack_samples
-from workflow.data.releases import (
-    RELEASES,
-    ReleaseError,
-    download_release_file,
-    merge_shards,
-    release_for,
-    write_merge_meta,
-)
+from workflow.data.releases import RELEASES, ReleaseError, release_for
 
 SEQ = 16
 

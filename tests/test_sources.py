@@ -8,8 +8,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import zstandard
 
-from workflow.data.corpus import CorpusError, read_jsonl
-from workflow.data.download import DownloadError, concat_jsonl, download
+from workflow.data.corpus_from_shards import concat_jsonl
+from workflow.data.download import DownloadError, download
+from workflow.data.jsonl import CorpusError, read_jsonl
 
 PAYLOAD = bytes(range(256)) * 4000  # ~1 MB
 

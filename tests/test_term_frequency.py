@@ -13,23 +13,21 @@ from helpers_checkpoints import _tokenizer_json
 from helpers_dag import dry_run_counts
 
 from workflow.data.indexed_dataset import write_indexed_dataset
-from workflow.studies.term_frequency.study import (
+from workflow.studies.term_frequency.config import TermFrequencyError, check_config
+from workflow.studies.term_frequency.counts import (
     NUMBER_RE,
     NumberTokens,
-    TermFrequencyError,
-    answer_of,
-    arithmetic_documents,
-    binned_accuracy,
-    build_arithmetic_tasks,
-    check_config,
     count_numbers,
     count_numbers_reference,
     cumulative_counts,
-    frequency_bins,
-    frequency_gap,
-    frequency_table,
-    gap_table,
-    per_x1_accuracy,
+)
+from workflow.studies.term_frequency.evaluate import per_x1_accuracy
+from workflow.studies.term_frequency.figure import binned_accuracy, frequency_bins
+from workflow.studies.term_frequency.table import frequency_gap, frequency_table, gap_table
+from workflow.studies.term_frequency.tasks import (
+    answer_of,
+    arithmetic_documents,
+    build_arithmetic_tasks,
 )
 
 # digits alone, with a leading space, split over tokens, inside a token, next to letters and

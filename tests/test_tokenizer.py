@@ -12,15 +12,11 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-from workflow.data.corpus import CorpusError, generate_corpus, read_jsonl
+from workflow.data.corpus import generate_corpus
 from workflow.data.indexed_dataset import MMapIndexedDataset
-from workflow.data.tokenizer import (
-    TokenizerError,
-    load_tokenizer,
-    save_hf_tokenizer,
-    tokenize_documents,
-    train_bpe,
-)
+from workflow.data.jsonl import CorpusError, read_jsonl
+from workflow.data.tokenize import tokenize_documents
+from workflow.data.tokenizer import TokenizerError, load_tokenizer, save_hf_tokenizer, train_bpe
 
 
 @pytest.fixture(scope="module")
@@ -92,11 +88,11 @@ def test_workers_give_identical_bytes(data, tmp_path):
 
 def test_byte_range_tasks_give_identical_bytes(data, tmp_path, monkeypatch):
     # workers read their own byte ranges of a plain .jsonl; tiny ranges cut lines everywhere
-    from workflow.data import tokenizer
+    from workflow.data import tokenize
 
     args = (data / "train.jsonl", data / "tokenizer.json")
     one = tokenize_documents(*args, tmp_path / "w1", workers=1)
-    monkeypatch.setattr(tokenizer, "_RANGE_BYTES", 97)
+    monkeypatch.setattr(tokenize, "_RANGE_BYTES", 97)
     many = tokenize_documents(*args, tmp_path / "w2", workers=2)
     assert one == many
     for ext in (".bin", ".idx"):

@@ -194,7 +194,7 @@ def test_checkpoint_contents(run):
 def test_hf_checkpoint_reproduces_logged_loss(run, step):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from workflow.train.segment import lm_loss
+    from workflow.train.step import lm_loss
 
     d = run["tmp"] / "a" / f"step{step}"
     model = AutoModelForCausalLM.from_pretrained(d)
@@ -230,7 +230,8 @@ def test_step0_has_neox_init(run):
 
 
 def test_resume_refuses_other_data(run, tmp_path):
-    from workflow.train.segment import TrainingError, train_segment
+    from workflow.train.errors import TrainingError
+    from workflow.train.segment import train_segment
 
     other = make_samples(tmp_path / "other", 12 * BATCH, VOCAB)
     write_json(f"{other}.json", {"fingerprint": "samples-v2"})
@@ -249,7 +250,8 @@ def test_resume_refuses_other_data(run, tmp_path):
 
 
 def test_resume_refuses_other_config(run, tmp_path):
-    from workflow.train.segment import TrainingError, train_segment
+    from workflow.train.errors import TrainingError
+    from workflow.train.segment import train_segment
 
     suite = tiny_suite(weight_decay=0.01)
     with pytest.raises(TrainingError, match="config hash"):
@@ -266,7 +268,8 @@ def test_resume_refuses_other_config(run, tmp_path):
 
 
 def test_resume_needs_deepspeed_state(run, tmp_path):
-    from workflow.train.segment import TrainingError, train_segment
+    from workflow.train.errors import TrainingError
+    from workflow.train.segment import train_segment
 
     # step 2 is inside segment 0->8: HF files only, so it is no resume point
     with pytest.raises(TrainingError, match="no deepspeed/ state"):
@@ -317,7 +320,8 @@ def test_cli_runs_a_segment(run, tmp_path):
 
 
 def test_samples_too_short_is_a_clear_error(run, tmp_path):
-    from workflow.train.segment import TrainingError, train_segment
+    from workflow.train.errors import TrainingError
+    from workflow.train.segment import train_segment
 
     short = make_samples(tmp_path / "short", 3 * BATCH, VOCAB)
     with pytest.raises(TrainingError, match="step 8 needs 32"):
@@ -365,7 +369,8 @@ def test_zero0_matches_zero1(run, tmp_path):
 
 
 def test_fp16_refused_on_cpu(run, tmp_path):
-    from workflow.train.segment import TrainingError, train_segment
+    from workflow.train.errors import TrainingError
+    from workflow.train.segment import train_segment
 
     if torch.cuda.is_available():
         pytest.skip("fp16 is supported on this accelerator")
@@ -505,7 +510,8 @@ def test_preempted_segment_saves_and_resumes_bit_exact(run, tmp_path):
     import os
     import signal
 
-    from workflow.train.segment import Preempted, preempt_dir
+    from workflow.train.errors import Preempted
+    from workflow.train.preempt import preempt_dir
 
     def log(msg):
         if msg.startswith("step 3 "):
@@ -541,7 +547,7 @@ def test_cli_exits_75_on_sigusr1(run, tmp_path):
     import subprocess
     import sys
 
-    from workflow.train.segment import PREEMPTED_EXIT
+    from workflow.train.errors import PREEMPTED_EXIT
 
     long = make_samples(tmp_path / "long", 400 * BATCH, VOCAB)
     suite = tiny_suite(train_iters=400, lr_decay_iters=16)  # the same model: same config hash
@@ -588,7 +594,7 @@ def test_golden_loss(run):
 
 
 def test_tokenizer_data_mismatch_is_refused_before_compute(run, tmp_path):
-    from workflow.train.segment import TrainingError
+    from workflow.train.errors import TrainingError
 
     seg = dict(segment=Segment(-1, 0, (0,)), out_dirs={0: tmp_path / "step0"}, resume_from=None)
     kw = dict(size=SIZE, variant=VARIANT, tokenizer_path=run["tok"], **seg)
@@ -608,8 +614,8 @@ def test_optimizer_settings_are_neox_v1_0s():
     """Adam (0.9, 0.95), eps 1e-8, decoupled decay 0.1 except biases and LayerNorm, clip 1.0,
     fp16 dynamic loss scaling 2^12 / window 1000 / hysteresis 2, bf16 for pythia-1b."""
     from workflow.core.config import load_config
+    from workflow.train.engine import deepspeed_config, param_groups
     from workflow.train.model import build_model
-    from workflow.train.segment import deepspeed_config, param_groups
 
     paper = SuiteConfig.from_dict(load_config("config/pythia.yaml"))
     t = paper.training

@@ -2,7 +2,7 @@
 
 from workflow.core.io import write_json
 from workflow.core.logs import log_to
-from workflow.data.download import concat_jsonl
+from workflow.data.corpus_from_shards import concat_jsonl
 
 with log_to(snakemake.log[0]) as log:  # noqa: F821
     out = snakemake.output  # noqa: F821

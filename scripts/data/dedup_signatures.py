@@ -1,7 +1,7 @@
 """Snakemake adapter: MinHash signatures of one byte range of the corpus (dedup scatter)."""
 
 from workflow.core.logs import log_to
-from workflow.data.dedup import signature_shard
+from workflow.data.dedup_signatures import signature_shard
 
 with log_to(snakemake.log[0]) as log:  # noqa: F821
     sm = snakemake  # noqa: F821

@@ -8,7 +8,7 @@ import numpy as np
 
 from workflow.core.io import write_json
 from workflow.core.logs import log_to
-from workflow.data.dedup import select_documents, token_reduction_report
+from workflow.data.deduped_documents import select_documents, token_reduction_report
 
 with log_to(snakemake.log[0]) as log:  # noqa: F821
     sm = snakemake  # noqa: F821

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from workflow.core.io import write_json
 from workflow.core.logs import log_to
-from workflow.data.releases import download_release_file
+from workflow.data.download_release import download_release_file
 
 with log_to(snakemake.log[0]) as log:  # noqa: F821
     sm = snakemake  # noqa: F821

@@ -1,7 +1,7 @@
 """Snakemake adapter: merge a release's byte shards into one checked Megatron dataset."""
 
 from workflow.core.logs import log_to
-from workflow.data.releases import merge_shards, write_merge_meta
+from workflow.data.merge_release import merge_shards, write_merge_meta
 
 with log_to(snakemake.log[0]) as log:  # noqa: F821
     sm = snakemake  # noqa: F821

@@ -2,7 +2,7 @@
 
 from workflow.core.io import write_json
 from workflow.core.logs import log_to
-from workflow.data.tokenizer import tokenize_documents
+from workflow.data.tokenize import tokenize_documents
 
 with log_to(snakemake.log[0]) as log:  # noqa: F821
     sm = snakemake  # noqa: F821

@@ -2,7 +2,7 @@
 
 from workflow.core.io import write_json
 from workflow.core.logs import log_to
-from workflow.eval.evaluate import check_task_names
+from workflow.eval.builtin_tasks import check_task_names
 
 sm = snakemake  # noqa: F821
 with log_to(sm.log[0]) as log:

@@ -3,7 +3,8 @@
 import pandas as pd
 
 from workflow.core.logs import log_to
-from workflow.figures.evals import compare_with_reference, write_table
+from workflow.core.tables import write_table
+from workflow.eval.compare_paper import compare_with_reference
 
 sm = snakemake  # noqa: F821
 with log_to(sm.log[0]) as log:

@@ -1,7 +1,8 @@
 """Snakemake adapter: every eval JSON into one long table (CSV and parquet, with stderr)."""
 
 from workflow.core.logs import log_to
-from workflow.figures.evals import collect_evals, write_table
+from workflow.core.tables import write_table
+from workflow.eval.eval_table import collect_evals
 
 sm = snakemake  # noqa: F821
 with log_to(sm.log[0]) as log:

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from workflow.core.logs import log_to
-from workflow.figures.evals import epoch_boundaries, plot_over_training
+from workflow.figures.over_training import epoch_boundaries, plot_over_training
 
 sm = snakemake  # noqa: F821
 with log_to(sm.log[0]) as log:

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from workflow.core.logs import log_to
-from workflow.figures.evals import plot_scores_by_size
+from workflow.figures.scores_by_size import plot_scores_by_size
 
 sm = snakemake  # noqa: F821
 with log_to(sm.log[0]):

@@ -4,7 +4,8 @@ import pandas as pd
 
 from workflow.core.io import write_text
 from workflow.core.logs import log_to
-from workflow.figures.evals import render_markdown, score_table, write_table
+from workflow.core.tables import write_table
+from workflow.figures.score_table import render_markdown, score_table
 
 sm = snakemake  # noqa: F821
 with log_to(sm.log[0]) as log:

@@ -1,8 +1,8 @@
 """Snakemake adapter: one published checkpoint (branch step{N}) from the Hub, verified."""
 
 from workflow.core.logs import log_to
-from workflow.hub.published import fetch_published_checkpoint
-from workflow.hub.upload import repo_id_for
+from workflow.hub.fetch_published import fetch_published_checkpoint
+from workflow.hub.layout import repo_id_for
 
 sm = snakemake  # noqa: F821
 with log_to(sm.log[0]) as log:

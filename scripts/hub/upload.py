@@ -2,7 +2,8 @@
 
 from workflow.core.io import write_json
 from workflow.core.logs import log_to
-from workflow.hub.upload import publish_checkpoint, repo_id_for
+from workflow.hub.layout import repo_id_for
+from workflow.hub.upload import publish_checkpoint
 
 sm = snakemake  # noqa: F821
 with log_to(sm.log[0]) as log:

@@ -6,7 +6,7 @@ from pathlib import Path
 from workflow.core.config import SuiteConfig
 from workflow.core.logs import log_to
 from workflow.studies.intervention.arms import run_arm
-from workflow.train.segment import PREEMPTED_EXIT, Preempted
+from workflow.train.errors import PREEMPTED_EXIT, LaunchFailed, Preempted
 
 sm = snakemake  # noqa: F821
 with log_to(sm.log[0]) as log:
@@ -28,3 +28,6 @@ with log_to(sm.log[0]) as log:
     except Preempted as e:  # state saved: exit "try again", the retry continues from it
         log.warning("%s", e)
         sys.exit(PREEMPTED_EXIT)
+    except LaunchFailed as e:  # the launcher's exit code is the job's
+        log.error("%s", e)
+        sys.exit(e.code)

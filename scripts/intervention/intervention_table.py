@@ -1,8 +1,8 @@
 """Snakemake adapter: both arms of every intervention run in one long table."""
 
 from workflow.core.logs import log_to
-from workflow.figures.evals import write_table
-from workflow.studies.intervention.figures import intervention_table
+from workflow.core.tables import write_table
+from workflow.studies.intervention.table import intervention_table
 
 sm = snakemake  # noqa: F821
 with log_to(sm.log[0]) as log:

@@ -2,7 +2,7 @@
 
 from workflow.core.io import read_json
 from workflow.core.logs import log_to
-from workflow.studies.memorization.analysis import plot_poisson_qq
+from workflow.studies.memorization.figure import plot_poisson_qq
 
 sm = snakemake  # noqa: F821
 with log_to(sm.log[0]):

@@ -2,14 +2,14 @@
 
 from workflow.core.io import read_json, write_json
 from workflow.core.logs import log_to
-from workflow.studies.memorization.analysis import analyse_checkpoint
-from workflow.studies.memorization.scores import gather_shards, write_parquet
+from workflow.core.tables import write_table
+from workflow.studies.memorization.gather import analyse_checkpoint, gather_shards
 
 sm = snakemake  # noqa: F821
 with log_to(sm.log[0]) as log:
     mem = sm.params.memorization
     table = gather_shards(list(sm.input.parts))
-    write_parquet(table, sm.output.scores)
+    write_table(table, sm.output.scores)
     passages = read_json(sm.input.stats)["memorized"]["passages"] if sm.input.stats else None
     analysis = analyse_checkpoint(
         table,

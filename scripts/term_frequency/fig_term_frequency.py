@@ -3,7 +3,7 @@
 import pandas as pd
 
 from workflow.core.logs import log_to
-from workflow.studies.term_frequency.study import plot_frequency_accuracy
+from workflow.studies.term_frequency.figure import plot_frequency_accuracy
 
 sm = snakemake  # noqa: F821
 with log_to(sm.log[0]):

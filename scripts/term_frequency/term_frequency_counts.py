@@ -5,8 +5,8 @@ import time
 import pandas as pd
 
 from workflow.core.logs import log_to
-from workflow.figures.evals import write_table
-from workflow.studies.term_frequency.study import cumulative_counts
+from workflow.core.tables import write_table
+from workflow.studies.term_frequency.counts import cumulative_counts
 
 sm = snakemake  # noqa: F821
 with log_to(sm.log[0]) as log:

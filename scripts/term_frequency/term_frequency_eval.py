@@ -12,7 +12,7 @@ import torch  # noqa: E402
 
 from workflow.core.io import write_checked_json  # noqa: E402
 from workflow.core.logs import log_to  # noqa: E402
-from workflow.studies.term_frequency.study import evaluate_arithmetic  # noqa: E402
+from workflow.studies.term_frequency.evaluate import evaluate_arithmetic  # noqa: E402
 
 sm = snakemake  # noqa: F821
 with log_to(sm.log[0]) as log:

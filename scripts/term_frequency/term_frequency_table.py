@@ -6,8 +6,8 @@ import pandas as pd
 
 from workflow.core.io import read_checked_json, write_text
 from workflow.core.logs import log_to
-from workflow.figures.evals import write_table
-from workflow.studies.term_frequency.study import frequency_table, gap_markdown, gap_table
+from workflow.core.tables import write_table
+from workflow.studies.term_frequency.table import frequency_table, gap_markdown, gap_table
 
 STEP = re.compile(r"/(?P<size>[^/]+)/step(?P<step>\d+)\.json$")
 

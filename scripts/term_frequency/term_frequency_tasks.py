@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from workflow.core.logs import log_to
-from workflow.studies.term_frequency.study import build_arithmetic_tasks
+from workflow.studies.term_frequency.tasks import build_arithmetic_tasks
 
 sm = snakemake  # noqa: F821
 with log_to(sm.log[0]) as log:

@@ -10,10 +10,13 @@ import yaml
 from conftest import REL_CONFIG, RUN, SIZE, TARGETS, VARIANT, Workdir
 
 from workflow.core.config import ConfigError, SuiteConfig, load_config, validate_config
-from workflow.data.corpus import CorpusError
 from workflow.data.indexed_dataset import IndexedDatasetError, MMapIndexedDataset
-from workflow.data.tokenizer import TokenizerError, tokenize_documents, train_bpe
-from workflow.train.segment import TrainingError, check_vocab, load_hf_weights
+from workflow.data.jsonl import CorpusError
+from workflow.data.tokenize import tokenize_documents
+from workflow.data.tokenizer import TokenizerError, train_bpe
+from workflow.train.checkpoint import load_hf_weights
+from workflow.train.data import check_vocab
+from workflow.train.errors import TrainingError
 
 
 def _one_line(err) -> str:

@@ -14,11 +14,15 @@ import pytest
 import yaml
 from conftest import RUN, SIZE, TARGETS, TOKEN, VARIANT, ok
 
+from workflow.core.checkpoint import CHECKPOINT_JSON, published_files
 from workflow.core.io import ArtifactError, read_checked_json, write_checked_json
+from workflow.eval.eval_table import collect_evals
 from workflow.eval.evaluate import check_checkpoint
-from workflow.figures.evals import collect_evals
+from workflow.hub.layout import MODEL_CARD, checkpoint_files
+from workflow.hub.model_card import model_card
 from workflow.hub.upload import publish_checkpoint
-from workflow.train.segment import check_resume, check_samples
+from workflow.train.checkpoint import check_resume
+from workflow.train.data import check_samples
 
 M = f"{RUN}/models/{VARIANT}/{SIZE}"
 E = f"{RUN}/evals/{VARIANT}/{SIZE}"
@@ -93,14 +97,31 @@ def test_truncated_checkpoint_state_is_refused_on_resume(copy):
 
 
 def test_a_published_copy_without_training_state_passes_the_check(baseline, tmp_path):
-    """The digests cover deepspeed/ too (checked on resume); a Hub copy has none of it."""
+    """The digests cover deepspeed/ too (checked on resume); a Hub copy has none of it. The eval's
+    check passes on such a copy having verified every file it has against the training record,
+    and still refuses the copy once its weights change."""
     wd, _ = baseline
-    shutil.copytree(
-        wd.run / "models/standard/tiny-70m/step8",
-        tmp_path / "step8",
-        ignore=shutil.ignore_patterns("deepspeed"),
-    )
-    check_checkpoint(tmp_path / "step8")
+    _check_published_copy(wd.path / M / "step8", tmp_path / "step8")
+
+
+def _check_published_copy(ckpt, copy):
+    """`copy`: what either hub backend publishes of `ckpt` (its checkpoint_files and a card)."""
+    record = json.loads((ckpt / CHECKPOINT_JSON).read_text())
+    # the record holds digests of the training state and of the weights: both are to be told apart
+    assert any(name.startswith("deepspeed/") for name in record["files"])
+    assert "model.safetensors" in record["files"]
+    for name in checkpoint_files(ckpt):
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ckpt / name, copy / name)
+    (copy / MODEL_CARD).write_text(model_card(ckpt, "rel-org/x", "step8", 8))
+    assert not (copy / "deepspeed").exists()
+    # every file of the copy has a digest the check verifies, but the record and the card
+    unrecorded = {CHECKPOINT_JSON, MODEL_CARD}
+    assert set(published_files(record)) == set(checkpoint_files(copy)) - unrecorded
+    check_checkpoint(copy)
+    _flip_byte(copy / "model.safetensors")
+    with pytest.raises(ArtifactError, match=f"safetensors has other bytes.*rule {TRAIN_RULE}"):
+        check_checkpoint(copy)
 
 
 def test_corrupted_checkpoint_is_never_uploaded(copy, tmp_path):

@@ -1,4 +1,4 @@
-"""Raw Pile-style sources (config `data.source: pile_jsonl`): download shards, join them.
+"""Raw Pile-style sources (config `data.source: pile_jsonl`, rule `download`): one shard each.
 
 Downloads of the Pile's ~15 GB shards fail midway; a retry resumes from the partial
 `<out>.part` with an HTTP Range request instead of starting over.
@@ -6,9 +6,7 @@ Downloads of the Pile's ~15 GB shards fail midway; a retry resumes from the part
 
 from __future__ import annotations
 
-import collections
 import http.client
-import json
 import logging
 import os
 import shutil
@@ -18,7 +16,6 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from workflow.core.io import atomic_path, sha256_file
-from workflow.data.corpus import CorpusError, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -109,39 +106,3 @@ def _verify(path: Path, sha256: str | None, src: str, delete: bool) -> str:
             "deleted, run again to download it afresh"
         )
     return digest
-
-
-def concat_jsonl(
-    paths, train_out: str | os.PathLike, heldout_out: str | os.PathLike, heldout_documents: int
-) -> dict:
-    """Stream the shards, in the given order, into one training jsonl; the last
-    `heldout_documents` documents go to the held-out jsonl instead. Empty documents are dropped
-    (as every later stage would skip them)."""
-    paths = [Path(p) for p in ([paths] if isinstance(paths, str | os.PathLike) else paths)]
-    if heldout_documents < 0:
-        raise ValueError(f"heldout_documents must be >= 0, got {heldout_documents}")
-    counts = {"empty_skipped": 0}
-    # Only the trailing window is held back in memory: the rest streams straight through.
-    tail: collections.deque[str] = collections.deque()
-    train = 0
-    with atomic_path(train_out) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for path in paths:
-            for _, record in read_jsonl(path, counts=counts):
-                tail.append(json.dumps(record, ensure_ascii=False))
-                if len(tail) > heldout_documents:
-                    f.write(tail.popleft() + "\n")
-                    train += 1
-        if train == 0:
-            raise CorpusError(
-                f"{', '.join(map(str, paths))}: {len(tail)} documents in all; need more than "
-                f"the {heldout_documents} held out"
-            )
-    with atomic_path(heldout_out) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for line in tail:
-            f.write(line + "\n")
-    return {
-        "shards": len(paths),
-        "train_documents": train,
-        "heldout_documents": len(tail),
-        "empty_skipped": counts["empty_skipped"],
-    }

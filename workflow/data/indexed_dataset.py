@@ -146,17 +146,23 @@ class IndexedDatasetWriter:
             self.abort()
 
 
+def index_header(dtype: np.dtype, sequences: int, doc_idx_entries: int) -> bytes:
+    """The fixed-size head of an `.idx`: magic, version, dtype code and the two counts."""
+    return (
+        MAGIC
+        + struct.pack("<Q", VERSION)
+        + struct.pack("<B", CODES[np.dtype(dtype)])
+        + struct.pack("<QQ", sequences, doc_idx_entries)
+    )
+
+
 def _write_index(f, dtype: np.dtype, sizes: np.ndarray, doc_idx) -> None:
     sizes = np.asarray(sizes, dtype=np.int32)
     pointers = np.zeros(len(sizes), dtype=np.int64)
     if len(sizes) > 1:
         np.cumsum(sizes[:-1].astype(np.int64) * np.dtype(dtype).itemsize, out=pointers[1:])
     doc_idx = np.asarray(doc_idx, dtype=np.int64)
-    f.write(MAGIC)
-    f.write(struct.pack("<Q", VERSION))
-    f.write(struct.pack("<B", CODES[np.dtype(dtype)]))
-    f.write(struct.pack("<Q", len(sizes)))
-    f.write(struct.pack("<Q", len(doc_idx)))
+    f.write(index_header(dtype, len(sizes), len(doc_idx)))
     f.write(sizes.tobytes(order="C"))
     f.write(pointers.tobytes(order="C"))
     f.write(doc_idx.tobytes(order="C"))

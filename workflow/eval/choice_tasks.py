@@ -14,19 +14,16 @@ acc_norm) with an absolute data path, loaded like the cloze task.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
 from collections import defaultdict
 from pathlib import Path
 
-import yaml
+from workflow.core.tasks import CHOICE_TASKS as TASKS
+from workflow.data.jsonl import read_jsonl
+from workflow.eval.task_files import metric, task_spec, write_jsonl, write_task_file
 
-from workflow.core.io import atomic_path, write_text
-from workflow.data.corpus import read_jsonl
-
-TASKS = ("piqa_style", "sciq_style", "winogrande_style")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _CONCLUSION = re.compile(r"^(\w+) now knew that (\w+) (lives in|works as) (.+)$")
 
@@ -138,9 +135,7 @@ def build_choice_tasks(
         if len(items) > num_documents:
             items = rng.sample(items, num_documents)
         data = out_dir / f"{name}.jsonl"
-        with atomic_path(data) as tmp, open(tmp, "w", encoding="utf-8") as f:
-            for item in items:
-                f.write(json.dumps(item, ensure_ascii=False) + "\n")
+        write_jsonl(data, items, ensure_ascii=False)
         write_choice_task_yaml(name, data, out_dir / f"{name}.yaml")
         counts[name] = len(items)
     return counts
@@ -148,23 +143,14 @@ def build_choice_tasks(
 
 def write_choice_task_yaml(task: str, data_jsonl: str | os.PathLike, out_yaml) -> Path:
     """An lm-eval multiple_choice task over {context, choices, label} records."""
-    data = Path(data_jsonl).resolve()
-    spec = {
-        "task": task,
-        "dataset_path": "json",
-        "dataset_name": None,
-        "dataset_kwargs": {"data_files": {"test": str(data)}},
-        "output_type": "multiple_choice",
-        "test_split": "test",
-        "doc_to_text": "context",
-        "doc_to_choice": "choices",
-        "doc_to_target": "label",
-        "target_delimiter": " ",
-        "metric_list": [
-            {"metric": "acc", "aggregation": "mean", "higher_is_better": True},
-            {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True},
-        ],
-        "metadata": {"version": 1.0},
-    }
-    write_text(out_yaml, yaml.safe_dump(spec, sort_keys=False))
-    return Path(out_yaml)
+    spec = task_spec(
+        task,
+        data_jsonl,
+        "multiple_choice",
+        [metric("acc", "mean", True), metric("acc_norm", "mean", True)],
+        doc_to_text="context",
+        doc_to_choice="choices",
+        doc_to_target="label",
+        target_delimiter=" ",
+    )
+    return write_task_file(spec, out_yaml)

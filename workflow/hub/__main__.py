@@ -2,6 +2,6 @@
 
 import sys
 
-from workflow.hub.upload import main
+from workflow.hub.push import main
 
 sys.exit(main())

@@ -1,24 +1,25 @@
 """The compute plan: every GPU-relevant job of a suite with its rule, GPUs, nodes, estimated
 FLOPs, GPU-hours and storage written, before anything runs.
 
-FLOPs and GPU-hours come from workflow/compute.py (6·N·D for training, 2·N·D forward-only for
-evaluation, at `compute.mfu` of `compute.gpu_peak_tflops`). Each stage has an estimator that
-yields the jobs it adds to the DAG, with the DAG's own rule names; a stage added to the
-pipeline registers one with `@stage_estimator` (memorization scoring, for example, is
-`forward_flops(params, sequences * tokens)` per checkpoint).
+FLOPs and GPU-hours come from `workflow.plan.resources` (6·N·D for training, 2·N·D forward-only
+for evaluation, at `compute.mfu` of `compute.gpu_peak_tflops`). The jobs are those of the job
+list (`workflow.plan.jobs`), which the rules are declared over: each stage has an estimator that
+costs the jobs it adds to the DAG, and a stage added to the pipeline registers one with
+`@stage_estimator` (memorization scoring, for example, is `forward_flops(params, sequences *
+tokens)` per shard).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from workflow.core.config import ModelSpec, SuiteConfig
+from workflow.core.config import ModelSpec
 from workflow.core.io import atomic_path
+from workflow.plan.jobs import SuiteJobs
 from workflow.plan.resources import (
     eval_tokens,
     forward_flops,
@@ -54,7 +55,7 @@ SUMMARY_COLUMNS = [
     "ratio_to_reference",
 ]
 
-Estimator = Callable[[SuiteConfig], Iterator[dict]]
+Estimator = Callable[[SuiteJobs], Iterator[dict]]
 STAGE_ESTIMATORS: list[Estimator] = []
 
 
@@ -62,11 +63,6 @@ def stage_estimator(fn: Estimator) -> Estimator:
     """Register the jobs a pipeline stage adds (rows with the COLUMNS keys)."""
     STAGE_ESTIMATORS.append(fn)
     return fn
-
-
-def rule_tag(size: str) -> str:
-    """A size as it appears in rule names (every per-size rule in rules/ uses this)."""
-    return re.sub(r"\W", "_", size)
 
 
 def weight_bytes(params: int, precision: str) -> int:
@@ -114,13 +110,13 @@ def forward_job(
 
 
 @stage_estimator
-def data_jobs(suite: SuiteConfig) -> Iterator[dict]:
+def data_jobs(jobs: SuiteJobs) -> Iterator[dict]:
     """The packed training samples of each variant (uint16 tokens, seq_length + 1 per sample)."""
-    if suite.raw["checkpoints"]["source"] != "trained":
+    if not jobs.trained:
         return
-    t = suite.training
-    samples = t.num_samples(suite.raw["data"]["sample_margin"])
-    for variant in suite.variants:
+    t = jobs.suite.training
+    samples = t.num_samples(jobs.config["data"]["sample_margin"])
+    for variant in jobs.variants:
         yield job(
             "pack_shuffle",
             "data",
@@ -134,31 +130,25 @@ def data_jobs(suite: SuiteConfig) -> Iterator[dict]:
 
 
 @stage_estimator
-def training_jobs(suite: SuiteConfig) -> Iterator[dict]:
+def training_jobs(jobs: SuiteJobs) -> Iterator[dict]:
     """One job per segment: 6·N·D over its steps; it writes every checkpoint in it (HF weights)
     and the DeepSpeed state (fp32 master weights + Adam moments: 12 bytes per parameter, plus
-    the module) at its last step, which the next segment resumes from."""
-    if suite.raw["checkpoints"]["source"] != "trained":
-        return
-    compute = suite.raw["compute"]
-    for variant in suite.variants:
+    the module) at its last step, which the next segment resumes from. Then the uploads."""
+    suite, compute = jobs.suite, jobs.config["compute"]
+    for variant in jobs.variants:
         for size, spec in suite.models.items():
             n = model_params(suite, spec)
             ckpt = weight_bytes(n, spec.precision)
-            for seg in suite.segments(size):
+            for train in (j for j in jobs.train if j.size == size):
+                seg = train.segment
                 flops = training_flops(n, segment_tokens(suite, seg.start, seg.end))
-                rule = (
-                    f"train_{rule_tag(size)}_{max(seg.start, 0)}_{seg.end}"
-                    if seg.start >= 0
-                    else f"init_{rule_tag(size)}"
-                )
                 gpus = spec.gpus * spec.nodes
                 yield job(
-                    rule,
+                    train.rule,
                     "train",
                     variant,
                     size,
-                    max(seg.start, 0),
+                    train.first_step,
                     seg.end,
                     gpus=gpus,
                     nodes=spec.nodes,
@@ -166,151 +156,124 @@ def training_jobs(suite: SuiteConfig) -> Iterator[dict]:
                     gpu_hours=gpu_hours(flops, compute) if gpus else 0.0,
                     storage_bytes=len(seg.steps) * ckpt + 12 * n + ckpt,
                 )
-            for step in suite.training.schedule:
-                yield job("upload", "upload", variant, size, step, step, nodes=1)
+            for up in (u for u in jobs.uploads if u.variant == variant and u.size == size):
+                yield job(up.rule, "upload", variant, size, up.step, up.step, nodes=1)
 
 
 @stage_estimator
-def eval_jobs(suite: SuiteConfig) -> Iterator[dict]:
-    """lm-eval jobs as rules/eval.smk groups them (eval.steps_per_job checkpoints each):
-    2·N·D forward over each checkpoint's task tokens; a published checkpoint is downloaded
-    first (its weights are the storage)."""
-    compute = suite.raw["compute"]
-    ev = suite.raw["eval"]
-    published = suite.raw["checkpoints"]["source"] != "trained"
-    per_job = ev["steps_per_job"]
-    for variant in suite.variants:
+def eval_jobs(jobs: SuiteJobs) -> Iterator[dict]:
+    """lm-eval jobs (eval.steps_per_job checkpoints each): 2·N·D forward over each checkpoint's
+    task tokens; a published checkpoint is downloaded first (its weights are the storage)."""
+    suite, compute = jobs.suite, jobs.config["compute"]
+    for variant in jobs.variants:
         for size, spec in suite.models.items():
             n = model_params(suite, spec)
             fetched = set()
-            for shots in ev["num_fewshot"]:
-                steps = suite.eval_steps(shots)
-                for chunk in (steps[i : i + per_job] for i in range(0, len(steps), per_job)):
-                    flops = forward_flops(n, eval_tokens(suite, shots) * len(chunk))
-                    yield forward_job(
-                        f"evaluate_{rule_tag(size)}_{shots}shot_{chunk[0]}_{chunk[-1]}",
-                        f"eval_{shots}shot",
-                        variant,
-                        size,
-                        chunk[0],
-                        chunk[-1],
-                        spec=spec,
-                        flops=flops,
-                        compute=compute,
-                    )
-                    for step in chunk if published else ():
-                        if step not in fetched:
-                            fetched.add(step)
-                            yield job(
-                                "fetch_published",
-                                "fetch",
-                                variant,
-                                size,
-                                step,
-                                step,
-                                nodes=1,
-                                storage_bytes=weight_bytes(n, "fp16"),
-                            )
-
-
-@stage_estimator
-def memorization_jobs(suite: SuiteConfig) -> Iterator[dict]:
-    """Memorization scoring (rules/memorization.smk): each shard runs the checkpoint forward over
-    prompt + continuation tokens of its samples (greedy decoding with a KV cache: one token per
-    position), one GPU when the suite trains on GPUs."""
-    mem = suite.raw.get("memorization") or {}
-    if not mem.get("steps"):
-        return
-    from workflow.studies.memorization.scores import MemorizationSpec
-
-    compute = suite.raw["compute"]
-    tokens_per_sample = mem["prompt_tokens"] + mem["continuation_tokens"]
-    for variant in (v for v in suite.variants if not mem["variants"] or v in mem["variants"]):
-        for size, spec in suite.models.items():
-            if mem["sizes"] and size not in mem["sizes"]:
-                continue
-            n = model_params(suite, spec)
-            for step in sorted(set(mem["steps"])):
-                ms = MemorizationSpec(
-                    step=step,
-                    global_batch_size=suite.training.global_batch_size,
-                    prompt_tokens=mem["prompt_tokens"],
-                    continuation_tokens=mem["continuation_tokens"],
-                    max_samples=mem["max_samples"],
-                    samples_per_job=mem["samples_per_job"],
+            for ev in (j for j in jobs.evals if j.size == size):
+                flops = forward_flops(n, eval_tokens(suite, ev.shots) * len(ev.steps))
+                yield forward_job(
+                    ev.rule,
+                    f"eval_{ev.shots}shot",
+                    variant,
+                    size,
+                    ev.steps[0],
+                    ev.steps[-1],
+                    spec=spec,
+                    flops=flops,
+                    compute=compute,
                 )
-                for part in range(ms.num_jobs):
-                    lo = part * ms.samples_per_job  # as MemorizationSpec.shard_rows, counted
-                    rows = max(min(ms.samples_per_job, ms.num_samples - lo), 0)
-                    flops = forward_flops(n, rows * tokens_per_sample)
-                    yield forward_job(
-                        "memorization_scores",
-                        "memorization",
-                        variant,
-                        size,
-                        step,
-                        step,
-                        spec=spec,
-                        flops=flops,
-                        compute=compute,
-                        storage_bytes=rows * 16,  # a score and an index per sample (parquet)
-                    )
+                for step in ev.steps if not jobs.trained else ():
+                    if step not in fetched:
+                        fetched.add(step)
+                        yield job(
+                            "fetch_published",
+                            "fetch",
+                            variant,
+                            size,
+                            step,
+                            step,
+                            nodes=1,
+                            storage_bytes=weight_bytes(n, "fp16"),
+                        )
 
 
 @stage_estimator
-def term_frequency_jobs(suite: SuiteConfig) -> Iterator[dict]:
-    """Term-frequency arithmetic (rules/term_frequency.smk, grouped as the eval jobs): every
-    (operation, x1, x2, shots) prompt of ~16 tokens per example line, (1 + shots) lines, plus
-    the generated answer, forward through each checkpoint."""
-    tf = suite.raw.get("term_frequency") or {}
-    if not tf.get("steps") or tf["variant"] not in suite.variants:
+def memorization_jobs(jobs: SuiteJobs) -> Iterator[dict]:
+    """Memorization scoring: each shard runs the checkpoint forward over prompt + continuation
+    tokens of its samples (greedy decoding with a KV cache: one token per position), one GPU
+    when the suite trains on GPUs."""
+    shards = jobs.memorization_shards()
+    if not shards:
         return
-    compute = suite.raw["compute"]
+    suite, compute, mem = jobs.suite, jobs.config["compute"], jobs.config["memorization"]
+    tokens_per_sample = mem["prompt_tokens"] + mem["continuation_tokens"]
+    for shard in shards:
+        spec = suite.models[shard.size]
+        ms = shard.spec
+        lo = shard.part * ms.samples_per_job  # as MemorizationSpec.shard_rows, counted
+        rows = max(min(ms.samples_per_job, ms.num_samples - lo), 0)
+        flops = forward_flops(model_params(suite, spec), rows * tokens_per_sample)
+        yield forward_job(
+            shard.rule,
+            "memorization",
+            shard.variant,
+            shard.size,
+            shard.step,
+            shard.step,
+            spec=spec,
+            flops=flops,
+            compute=compute,
+            storage_bytes=rows * 16,  # a score and an index per sample (parquet)
+        )
+
+
+@stage_estimator
+def term_frequency_jobs(jobs: SuiteJobs) -> Iterator[dict]:
+    """Term-frequency arithmetic (grouped as the eval jobs): every (operation, x1, x2, shots)
+    prompt of ~16 tokens per example line, (1 + shots) lines, plus the generated answer,
+    forward through each checkpoint."""
+    if not jobs.term_frequency:
+        return
+    suite, compute, tf = jobs.suite, jobs.config["compute"], jobs.config["term_frequency"]
     pairs = (tf["x1"][1] - tf["x1"][0] + 1) * (tf["x2"][1] - tf["x2"][0] + 1)
     tokens = sum(
         len(tf["operations"]) * pairs * (16 * (1 + k) + tf["max_new_tokens"]) for k in tf["shots"]
     )
-    per_job = suite.raw["eval"]["steps_per_job"]
-    steps = tf["steps"]
-    for size, spec in suite.models.items():
-        n = model_params(suite, spec)
-        for chunk in (steps[i : i + per_job] for i in range(0, len(steps), per_job)):
-            flops = forward_flops(n, tokens * len(chunk))
-            yield forward_job(
-                f"term_frequency_eval_{rule_tag(size)}_{chunk[0]}_{chunk[-1]}",
-                "term_frequency",
-                tf["variant"],
-                size,
-                chunk[0],
-                chunk[-1],
-                spec=spec,
-                flops=flops,
-                compute=compute,
-            )
+    for tj in jobs.term_frequency:
+        spec = suite.models[tj.size]
+        flops = forward_flops(model_params(suite, spec), tokens * len(tj.steps))
+        yield forward_job(
+            tj.rule,
+            "term_frequency",
+            tj.variant,
+            tj.size,
+            tj.steps[0],
+            tj.steps[-1],
+            spec=spec,
+            flops=flops,
+            compute=compute,
+        )
 
 
 @stage_estimator
-def intervention_jobs(suite: SuiteConfig) -> Iterator[dict]:
-    """Gender-bias intervention arms (rules/intervention.smk): training from `start` to `end`
+def intervention_jobs(jobs: SuiteJobs) -> Iterator[dict]:
+    """Gender-bias intervention: the evaluation of both arms (bias and LAMBADA tasks at the
+    start, then each arm over the window), and the arms' training from `start` to `end`
     (6·N·D), on the model's own GPU layout."""
-    if suite.raw["checkpoints"]["source"] != "trained" or "intervention" not in suite.raw:
+    if not jobs.interventions:
         return
-    compute = suite.raw["compute"]
-    arms = ["intervention"] + (
-        ["control"] if suite.raw["intervention"]["baseline"] == "control" else []
-    )
-    iv = suite.raw["intervention"]
-    tasks = [iv["crows_task"], *iv["winobias_tasks"], iv["lambada_task"]]
+    suite, compute = jobs.suite, jobs.config["compute"]
     per_task = compute["eval_tokens_per_task"]
-    eval_tokens_per_checkpoint = sum(per_task.get(t, per_task["default"]) for t in tasks)
-    for run in suite.interventions:
+    eval_tokens_per_checkpoint = sum(
+        per_task.get(t, per_task["default"]) for t in jobs.intervention_tasks
+    )
+    for iv in jobs.interventions:
+        run = iv.run
         spec = suite.models[run.size]
         n = model_params(suite, spec)
-        # the bias and LAMBADA evals of both arms: the start, then each arm over the window
-        evaluated = 1 + 2 * len(run.window)
-        eval_flops = forward_flops(n, eval_tokens_per_checkpoint * evaluated)
+        eval_flops = forward_flops(n, eval_tokens_per_checkpoint * len(iv.evals))
         yield forward_job(
-            f"evaluate_{rule_tag(run.size)}_{run.name}",
+            iv.eval_rule,
             "intervention",
             run.variant,
             run.size,
@@ -321,9 +284,9 @@ def intervention_jobs(suite: SuiteConfig) -> Iterator[dict]:
             compute=compute,
         )
         flops = training_flops(n, segment_tokens(suite, run.start, run.end))
-        for arm in arms:
+        for arm in iv.arms:
             yield job(
-                f"{arm}_{rule_tag(run.size)}_{run.name}",
+                iv.arm_rule(arm),
                 "intervention",
                 run.variant,
                 run.size,
@@ -338,8 +301,8 @@ def intervention_jobs(suite: SuiteConfig) -> Iterator[dict]:
 
 
 def plan_jobs(config: Mapping[str, Any]) -> list[dict]:
-    suite = SuiteConfig.from_dict(config)
-    return [row for estimate in STAGE_ESTIMATORS for row in estimate(suite)]
+    jobs = SuiteJobs.from_config(config)
+    return [row for estimate in STAGE_ESTIMATORS for row in estimate(jobs)]
 
 
 def summarize(jobs: list[dict], config: Mapping[str, Any]) -> list[dict]:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from workflow.core.config import ModelSpec, Segment, SuiteConfig
 from workflow.core.io import atomic_path
+from workflow.train.errors import run_cli
 
 MASTER_PORT = 29500
 
@@ -94,7 +95,7 @@ def distributed_command(
     extra_args: Sequence[str] = (),
 ) -> list[str]:
     """The command that starts spec.gpus ranks on each of spec.nodes nodes (`extra_args` go to
-    workflow.train.segment's CLI, e.g. an intervention's --swap-map)."""
+    workflow.train.segment's CLI, e.g. --token-map)."""
     suite_json = Path(state_dir) / f"suite-{spec.name}-{variant}-{segment.end}.json"
     with atomic_path(suite_json) as tmp:
         tmp.write_text(json.dumps(suite.raw, sort_keys=True))
@@ -162,17 +163,10 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of one srun task: place it in the process group, then train (exit codes as
     `python -m workflow.train.segment`: 2 for a training error, 75 when preempted)."""
     os.environ.update(rank_env_from_slurm(os.environ))
-    from workflow.train.segment import PREEMPTED_EXIT, Preempted, TrainingError
+    # Here, not at the top: this module builds command lines without importing torch.
     from workflow.train.segment import main as train_main
 
-    try:
-        train_main(argv)
-    except TrainingError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except Preempted as e:
-        print(f"preempted: {e}", file=sys.stderr)
-        sys.exit(PREEMPTED_EXIT)
+    run_cli(lambda: train_main(argv))
 
 
 if __name__ == "__main__":

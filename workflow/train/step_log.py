@@ -1,5 +1,5 @@
 """The per-step training log: loss, LR, grad norm, loss scale, tokens/s and MFU, as CSV (and
-TensorBoard / W&B when asked for and installed).
+TensorBoard / W&B when asked for and installed), plus a progress bar on an interactive terminal.
 
 MFU follows PaLM (appendix B): training FLOPs per token = 6·N + 12·L·d·T, where N counts the
 parameters that take part in matmuls (all but the input embedding, a lookup), L the layers, d
@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +150,38 @@ class StepLog:
             self._tb.close()
         if self._wandb is not None:
             self._wandb.finish()
+
+
+class Progress:
+    """A segment's StepLog and, on an interactive terminal, a progress bar. As a context manager
+    it closes both; the log counts as complete only when the block ended without an exception."""
+
+    def __init__(self, steplog: StepLog, bar, tokens_per_step: int, world_size: int):
+        self.steplog, self.bar = steplog, bar
+        self.tokens_per_step, self.world_size = tokens_per_step, world_size
+
+    def update(self, m: Mapping[str, Any]) -> None:
+        row = self.steplog.row(m, self.tokens_per_step, self.world_size)
+        self.steplog.write(row)
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{m['loss']:.4f}", tok_s=f"{row['tokens_per_s'] or 0:,.0f}")
+            self.bar.update()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        self.steplog.close(exc_type is None)
+        if self.bar is not None:
+            self.bar.close()
+
+
+def progress_bar(total: int, desc: str, *, enabled: bool):
+    """A tqdm bar on an interactive terminal (a job's log gets the per-step lines instead)."""
+    if not (enabled and sys.stderr.isatty()):
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True)

@@ -19,12 +19,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from workflow.core.checkpoint import CHECKPOINT_JSON
+from workflow.core.config import Segment
 from workflow.core.io import read_json, write_json
+from workflow.train.dispatch import run_segment
+from workflow.train.errors import TrainingError
 
 PAPER_SWAP = {"he": "she", "him": "her", "his": "her"}
 
@@ -86,19 +86,9 @@ def swap_map(tokenizer_path: str | os.PathLike, swap: Mapping[str, str] = PAPER_
     }
 
 
-def token_map(swap: Mapping[str, Any], vocab_size: int) -> np.ndarray:
-    """A lookup table over the vocabulary: identity except the swapped ids (rows = lut[rows])."""
-    if swap["vocab_size"] > vocab_size:
-        raise InterventionError(
-            f"swap map of a {swap['vocab_size']}-token vocabulary for a model of {vocab_size}"
-        )
-    lut = np.arange(vocab_size, dtype=np.int64)
-    for p in swap["pairs"]:
-        lut[p["from_id"]] = p["to_id"]
-    return lut
-
-
 def write_swap_map(tokenizer_path, out_json, swap: Mapping[str, str] = PAPER_SWAP) -> dict:
+    """Write the swap map as JSON: the token-map file the intervention arm trains with
+    (workflow.train.data.read_token_map reads its "vocab_size" and "pairs")."""
     m = swap_map(tokenizer_path, swap)
     write_json(out_json, m)
     return m
@@ -122,16 +112,10 @@ def run_arm(
     steps under `out_template` ("{step}"): arm "intervention" swaps the pronouns, arm "control"
     does not (the baseline at the window steps).
 
-    A model trained on several GPUs/nodes is continued the same way, through the training
-    launcher (torchrun, or srun on several nodes; `state_dir` holds the suite JSON it reads);
-    its exit status is raised as TrainingError (or Preempted for "preempted, run again")."""
-    import json
-    import subprocess
-
-    from workflow.core.config import Segment
-    from workflow.train.launch import distributed_command, needs_launcher
-    from workflow.train.segment import PREEMPTED_EXIT, Preempted, TrainingError, train_segment
-
+    The swap map (`swap_json`, written by write_swap_map) is the token-map file training reads
+    (workflow.train.data.read_token_map: its "pairs" map from_id -> to_id). A model trained on
+    several GPUs/nodes is continued the same way, through the training launcher
+    (workflow.train.dispatch; `state_dir` holds the suite JSON it reads)."""
     if arm not in ("intervention", "control"):
         raise InterventionError(f"arm {arm!r}: expected 'intervention' or 'control'")
     meta = read_json(Path(start_checkpoint) / CHECKPOINT_JSON)
@@ -141,59 +125,26 @@ def run_arm(
             f"checkpoint with its optimizer state (it holds step {meta.get('step')}, optimizer "
             f"state: {bool(meta.get('has_deepspeed_state'))})"
         )
-    lut, swap = None, None
-    if arm == "intervention":
-        swap = read_json(swap_json)
-        from workflow.train.segment import tokenizer_vocab_size
-
-        lut = token_map(swap, tokenizer_vocab_size(tokenizer_path))
-    segment = Segment(run.start, run.end, tuple(run.window))
-    out_dirs = {s: Path(out_template.format(step=s)) for s in run.window}
-    extra_meta = {
-        "intervention": {
-            "arm": arm,
-            "fraction": run.fraction,
-            "start": run.start,
-            "pairs": None if swap is None else swap["pairs"],
-        }
-    }
-    spec = suite.models[run.size]
-    if needs_launcher(spec):
-        cmd = distributed_command(
-            suite,
-            spec,
-            variant=run.variant,
-            samples_prefix=str(samples_prefix),
-            tokenizer=str(tokenizer_path),
-            segment=segment,
-            out_template=out_template,
-            resume_from=Path(start_checkpoint),
-            state_dir=Path(state_dir or Path(out_template).parent.parent),
-            metrics_path=metrics_path,
-            extra_args=[
-                *(["--swap-map", str(swap_json)] if arm == "intervention" else []),
-                "--extra-meta",
-                json.dumps(extra_meta),
-            ],
-        )
-        log(f"launching: {' '.join(cmd)}")
-        code = subprocess.run(cmd).returncode
-        if code == PREEMPTED_EXIT:
-            raise Preempted(f"{run.size} {run.name} {arm}: preempted, run again to continue")
-        if code:
-            raise TrainingError(f"{run.size} {run.name} {arm}: training exited with {code}")
-        return []
-    return train_segment(
+    swap = read_json(swap_json) if arm == "intervention" else None
+    return run_segment(
         suite,
         size=run.size,
         variant=run.variant,
         samples_prefix=samples_prefix,
         tokenizer_path=tokenizer_path,
-        segment=segment,
-        out_dirs=out_dirs,
+        segment=Segment(run.start, run.end, tuple(run.window)),
+        out_template=out_template,
         resume_from=Path(start_checkpoint),
+        state_dir=state_dir or Path(out_template).parent.parent,
         log=log,
         metrics_path=metrics_path,
-        token_map=lut,
-        extra_meta=extra_meta,
+        token_map=swap_json if arm == "intervention" else None,
+        extra_meta={
+            "intervention": {
+                "arm": arm,
+                "fraction": run.fraction,
+                "start": run.start,
+                "pairs": None if swap is None else swap["pairs"],
+            }
+        },
     )

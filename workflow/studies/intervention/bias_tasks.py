@@ -1,5 +1,5 @@
 """Gender-bias tasks for the embedded suite, over the occupations the generated corpus plants
-with a stereotyped pronoun (workflow.data.corpus.OCCUPATIONS, after WinoBias's lists).
+with a stereotyped pronoun (workflow.data.planted.OCCUPATIONS, after WinoBias's lists).
 
 * ``crows_pairs_style`` - CrowS-Pairs-like minimal pairs: the same sentence with the pronoun that
   fits the occupation's stereotype ("sent_more") and with the other one ("sent_less"), scored as
@@ -17,20 +17,20 @@ with a stereotyped pronoun (workflow.data.corpus.OCCUPATIONS, after WinoBias's l
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from collections.abc import Sequence
 from pathlib import Path
 
-import yaml
-
-from workflow.core.io import atomic_path, write_text
-from workflow.data.corpus import CITIES, DAYS, OBJECTS, OCCUPATION_TEMPLATES, OCCUPATIONS
+from workflow.core.io import write_text
+from workflow.core.tasks import BIAS_TASKS
+from workflow.data.planted import OCCUPATION_TEMPLATES, OCCUPATIONS
+from workflow.data.world import CITIES, DAYS, OBJECTS
 from workflow.eval.choice_tasks import write_choice_task_yaml
+from workflow.eval.task_files import metric, task_spec, task_yaml, write_jsonl
 
-CROWS_TASK = "crows_pairs_style"
-WINOBIAS_TASKS = ("winobias_style_pro", "winobias_style_anti")
+CROWS_TASK = BIAS_TASKS[0]
+WINOBIAS_TASKS = BIAS_TASKS[1:]  # (pro, anti)
 
 # CrowS-like sentences: the corpus's own sentence shapes (OCCUPATION_TEMPLATES, by name) and,
 # for a suite whose corpus is not ours, new ones too. (template, masculine, feminine)
@@ -143,32 +143,22 @@ def crows_process_results(doc, results):
     }
 
 
-def _write_jsonl(path: Path, items: list[dict]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for item in items:
-            f.write(json.dumps(item) + "\n")
-
-
 def write_crows_yaml(data_jsonl: str | os.PathLike, out_yaml: str | os.PathLike) -> Path:
-    spec = {
-        "task": CROWS_TASK,
-        "dataset_path": "json",
-        "dataset_name": None,
-        "dataset_kwargs": {"data_files": {"test": str(Path(data_jsonl).resolve())}},
-        "output_type": "multiple_choice",
-        "test_split": "test",
-        "doc_to_text": "",
-        "doc_to_choice": "{{[sent_more, sent_less]}}",
-        "doc_to_target": 0,
-        "target_delimiter": "",
-        "process_results": "!function bias_metrics.process_results",
-        "metric_list": [
-            {"metric": "likelihood_diff", "aggregation": "mean", "higher_is_better": False},
-            {"metric": "pct_stereotype", "aggregation": "mean", "higher_is_better": False},
+    spec = task_spec(
+        CROWS_TASK,
+        data_jsonl,
+        "multiple_choice",
+        [
+            metric("likelihood_diff", "mean", False),
+            metric("pct_stereotype", "mean", False),
         ],
-        "metadata": {"version": 1.0},
-    }
-    text = yaml.safe_dump(spec, sort_keys=False).replace(
+        doc_to_text="",
+        doc_to_choice="{{[sent_more, sent_less]}}",
+        doc_to_target=0,
+        target_delimiter="",
+        process_results="!function bias_metrics.process_results",
+    )
+    text = task_yaml(spec).replace(
         "'!function bias_metrics.process_results'", "!function bias_metrics.process_results"
     )
     write_text(Path(out_yaml).parent / "bias_metrics.py", _METRICS_MODULE)
@@ -192,12 +182,12 @@ def build_bias_tasks(
         raise ValueError(f"occupations {unknown} are not among the planted {sorted(OCCUPATIONS)}")
     out = Path(out_dir)
     crows = out / f"{CROWS_TASK}.jsonl"
-    _write_jsonl(crows, crows_items(items, seed, occupations, templates))
+    write_jsonl(crows, crows_items(items, seed, occupations, templates))
     write_crows_yaml(crows, out / f"{CROWS_TASK}.yaml")
     counts = {CROWS_TASK: items}
     for name, pro in zip(WINOBIAS_TASKS, (True, False), strict=True):
         data = out / f"{name}.jsonl"
-        _write_jsonl(data, winobias_items(items, seed, pro, occupations, templates))
+        write_jsonl(data, winobias_items(items, seed, pro, occupations, templates))
         write_choice_task_yaml(name, data, out / f"{name}.yaml")
         counts[name] = items
     return counts

@@ -1,4 +1,5 @@
-"""Published checkpoints as a source (config `checkpoints.source: published`).
+"""Published checkpoints as a source (config `checkpoints.source: published`, rule
+`fetch_published`).
 
 Most users never retrain: they evaluate EleutherAI's released models, branch ``step{N}`` of
 ``EleutherAI/pythia-{size}[-deduped]``. `fetch_published_checkpoint` downloads one such
@@ -21,18 +22,12 @@ from typing import Any
 
 from workflow.core.checkpoint import PUBLISHED_JSON
 from workflow.core.io import atomic_path, git_blob_id, sha256_file, write_json
-from workflow.hub.upload import HubError
+from workflow.hub.huggingface import listed_hash
+from workflow.hub.layout import HubError
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 # Files a checkpoint needs to load with transformers (weights are matched by suffix).
 NEEDED = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-
-
-def _listed_hash(entry) -> tuple[str, str]:
-    """(kind, hash) the Hub lists for a file: LFS sha256, else the git blob id."""
-    if getattr(entry, "lfs", None) is not None:
-        return "sha256", entry.lfs.sha256
-    return "git-blob", entry.blob_id
 
 
 def _weights(paths: list[str]) -> list[str]:
@@ -54,14 +49,38 @@ def fetch_published_checkpoint(
 
     Returns (and writes to `out_dir/published_checkpoint.json`) a receipt: repo, revision,
     commit, and the listed hash of every file."""
-    from huggingface_hub import HfApi, hf_hub_download
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+    from huggingface_hub import HfApi
 
     api = HfApi(endpoint=endpoint, token=token)
+    commit, wanted, listed = _listed_files(api, repo_id, step, final_step)
+    where = f"{repo_id}@step{step}"
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir, directory=True) as tmp:
+        files = {}
+        for name in wanted:
+            files[name] = _download_verified(
+                repo_id, commit, name, listed[name], Path(tmp), where, endpoint, token
+            )
+        shutil.rmtree(Path(tmp) / ".cache", ignore_errors=True)  # hf_hub_download metadata
+        receipt = {
+            "repo_id": repo_id,
+            "revision": f"step{step}",
+            "commit": commit,
+            "step": step,
+            "endpoint": api.endpoint,
+            "files": files,
+        }
+        write_json(Path(tmp) / PUBLISHED_JSON, receipt)
+    return receipt
+
+
+def _listed_files(
+    api, repo_id: str, step: int, final_step: int | None
+) -> tuple[str, list[str], dict[str, tuple[str, str]]]:
+    """(commit of branch step{step}, the files to fetch, {file: listed (kind, hash)}); refuses a
+    missing branch or repo, one without weights, and one serving the final step's weights."""
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
     revision = f"step{step}"
     where = f"{repo_id}@{revision}"
     try:
@@ -71,12 +90,12 @@ def fetch_published_checkpoint(
         if not _weights(paths) or "config.json" not in paths:
             raise HubError(f"{where} has no model weights and config.json (files: {paths})")
         listed = {
-            e.path: _listed_hash(e) for e in api.get_paths_info(repo_id, wanted, revision=info.sha)
+            e.path: listed_hash(e) for e in api.get_paths_info(repo_id, wanted, revision=info.sha)
         }
         if final_step is not None and step != final_step:
             weights = _weights(paths)
             main = {
-                e.path: _listed_hash(e)
+                e.path: listed_hash(e)
                 for e in api.get_paths_info(repo_id, weights, revision="main")
             }
             if all(main.get(w) == listed[w] for w in weights):
@@ -92,40 +111,37 @@ def fetch_published_checkpoint(
         ) from None
     except RepositoryNotFoundError:
         raise HubError(f"{repo_id}: no such model repo on {api.endpoint}") from None
+    return info.sha, wanted, listed
 
-    out_dir = Path(out_dir)
-    files = {}
-    with atomic_path(out_dir, directory=True) as tmp:
-        for name in wanted:
-            try:
-                local = Path(
-                    hf_hub_download(
-                        repo_id,
-                        name,
-                        revision=info.sha,  # the commit listed above, even if the branch moves
-                        local_dir=tmp,
-                        endpoint=endpoint,
-                        token=token,
-                    )
-                )
-            except EntryNotFoundError:
-                raise HubError(f"{where}: {name} disappeared during the download") from None
-            kind, expected = listed[name]
-            got = sha256_file(local) if kind == "sha256" else git_blob_id(local)
-            if got != expected:
-                raise HubError(
-                    f"{where}: {name} {kind} {got} differs from the {expected} the Hub lists; "
-                    "nothing was kept, run again to download it afresh"
-                )
-            files[name] = {kind: got}
-        shutil.rmtree(Path(tmp) / ".cache", ignore_errors=True)  # hf_hub_download metadata
-        receipt = {
-            "repo_id": repo_id,
-            "revision": revision,
-            "commit": info.sha,
-            "step": step,
-            "endpoint": api.endpoint,
-            "files": files,
-        }
-        write_json(Path(tmp) / PUBLISHED_JSON, receipt)
-    return receipt
+
+def _download_verified(
+    repo_id: str,
+    commit: str,
+    name: str,
+    expected: tuple[str, str],
+    tmp: Path,
+    where: str,
+    endpoint: str | None,
+    token: str | None,
+) -> dict[str, str]:
+    """One file of `commit` (the commit listed, even if the branch moves) into `tmp`, checked
+    against the hash the Hub lists for it; {kind: hash}."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        local = Path(
+            hf_hub_download(
+                repo_id, name, revision=commit, local_dir=tmp, endpoint=endpoint, token=token
+            )
+        )
+    except EntryNotFoundError:
+        raise HubError(f"{where}: {name} disappeared during the download") from None
+    kind, want = expected
+    got = sha256_file(local) if kind == "sha256" else git_blob_id(local)
+    if got != want:
+        raise HubError(
+            f"{where}: {name} {kind} {got} differs from the {want} the Hub lists; "
+            "nothing was kept, run again to download it afresh"
+        )
+    return {kind: got}

@@ -1,0 +1,435 @@
+"""The job list of a suite: every job the DAG builds one rule or one output per (training
+segments, evaluation chunks, term-frequency chunks, intervention arms and their evaluation,
+memorization shards, uploads), with its rule name, steps and outputs; the suite's task lists;
+and the final targets (`rule all`).
+
+It is the one enumeration of the suite: rules/*.smk declare their rules over it and the compute
+plan (`workflow.plan.estimate`) estimates its jobs, so the plan cannot disagree with the DAG,
+and the final targets are testable without Snakemake. It lives above the stages (it needs the
+case studies' shard counts and task names), not in `workflow.core`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from workflow.core import tasks
+from workflow.core.config import InterventionRun, Segment, SuiteConfig
+from workflow.core.layout import Layout
+from workflow.studies.memorization.plan import MemorizationPlan, MemorizationSpec
+from workflow.studies.term_frequency.tasks import task_name as term_frequency_task
+
+EXTS = ("pdf", "png")  # every figure is written in both
+INTERVENTION_FIGURES = ("crows_pairs", "winobias", "lambada")  # Figs 1, 2, 6
+
+
+def rule_tag(size: str) -> str:
+    """A size as it appears in rule names (`1.4b` -> `1_4b`)."""
+    return re.sub(r"\W", "_", size)
+
+
+def step_chunks(steps: Iterable[int], per_job: int) -> list[tuple[int, ...]]:
+    """Consecutive runs of `per_job` steps (eval.steps_per_job): one job evaluates several
+    checkpoints of one model, paying process start, imports and task loading once."""
+    steps = list(steps)
+    return [tuple(steps[i : i + per_job]) for i in range(0, len(steps), per_job)]
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One segment of one model's training (rules/train.smk), for every variant: resumes from
+    checkpoint `segment.start` (the initialisation has start -1) and saves `segment.steps`."""
+
+    size: str
+    segment: Segment
+    layout: Layout = field(repr=False, compare=False)
+
+    @property
+    def rule(self) -> str:
+        seg = self.segment
+        tag = rule_tag(self.size)
+        return f"train_{tag}_{seg.start}_{seg.end}" if seg.start >= 0 else f"init_{tag}"
+
+    @property
+    def first_step(self) -> int:
+        return max(self.segment.start, 0)
+
+    @property
+    def resume(self) -> str | None:
+        """The checkpoint it resumes from (wildcard variant); None for the initialisation."""
+        start = self.segment.start
+        return self.layout.checkpoint("{variant}", self.size, start) if start >= 0 else None
+
+    def outputs(self, variant="{variant}") -> list[str]:
+        return [self.layout.checkpoint(variant, self.size, s) for s in self.segment.steps]
+
+
+@dataclass(frozen=True)
+class UploadJob:
+    """One checkpoint pushed to the hub (rules/hub.smk, rule upload)."""
+
+    variant: str
+    size: str
+    step: int
+    layout: Layout = field(repr=False, compare=False)
+    rule = "upload"
+
+    @property
+    def output(self) -> str:
+        return self.layout.hub_receipt(self.variant, self.size, self.step)
+
+
+@dataclass(frozen=True)
+class EvalJob:
+    """lm-eval over `steps` of one model with `shots` examples (rules/eval.smk), for every
+    variant; one result JSON per checkpoint."""
+
+    size: str
+    shots: int
+    steps: tuple[int, ...]
+    layout: Layout = field(repr=False, compare=False)
+
+    @property
+    def rule(self) -> str:
+        return f"evaluate_{rule_tag(self.size)}_{self.shots}shot_{self.steps[0]}_{self.steps[-1]}"
+
+    def outputs(self, variant="{variant}") -> list[str]:
+        return [self.layout.eval_result(variant, self.size, s, self.shots) for s in self.steps]
+
+
+@dataclass(frozen=True)
+class TermFrequencyJob:
+    """The arithmetic tasks over `steps` of one model of the study's variant
+    (rules/term_frequency.smk), grouped as the eval jobs."""
+
+    variant: str
+    size: str
+    steps: tuple[int, ...]
+    layout: Layout = field(repr=False, compare=False)
+
+    @property
+    def rule(self) -> str:
+        return f"term_frequency_eval_{rule_tag(self.size)}_{self.steps[0]}_{self.steps[-1]}"
+
+    def checkpoints(self) -> list[str]:
+        return [self.layout.checkpoint(self.variant, self.size, s) for s in self.steps]
+
+    def outputs(self) -> list[str]:
+        return [self.layout.term_frequency_result(self.variant, self.size, s) for s in self.steps]
+
+
+@dataclass(frozen=True)
+class InterventionJobs:
+    """One gender-bias intervention run (rules/intervention.smk): its training arms
+    (`intervention`, and `control` when the baseline is a control continuation) and one job
+    evaluating both arms."""
+
+    run: InterventionRun
+    baseline: str  # intervention.baseline: "main" (the model's own steps) or "control"
+    layout: Layout = field(repr=False, compare=False)
+
+    @property
+    def tag(self) -> str:
+        return f"{rule_tag(self.run.size)}_{self.run.name}"
+
+    @property
+    def arms(self) -> list[str]:
+        return ["intervention"] + (["control"] if self.baseline == "control" else [])
+
+    def arm_rule(self, arm: str) -> str:
+        return f"{arm}_{self.tag}"
+
+    @property
+    def eval_rule(self) -> str:
+        return f"evaluate_{self.tag}"
+
+    def checkpoint(self, arm: str, step) -> str:
+        """A checkpoint of an arm ("baseline" or "intervention"): `intervention7/step{N}` beside
+        the model's own steps; the baseline is the model's own checkpoint, or its `control7`
+        continuation."""
+        run = self.run
+        if arm == "baseline" and (step == run.start or self.baseline == "main"):
+            return self.layout.checkpoint(run.variant, run.size, step)
+        kind = run.name if arm == "intervention" else run.name.replace("intervention", "control")
+        return self.layout.continuation(run.variant, run.size, kind, step)
+
+    def arm_checkpoint(self, arm: str, step) -> str:
+        """What training arm `arm` writes: the intervention, or the baseline's control."""
+        return self.checkpoint("intervention" if arm == "intervention" else "baseline", step)
+
+    def arm_outputs(self, arm: str) -> list[str]:
+        return [self.arm_checkpoint(arm, s) for s in self.run.window]
+
+    @property
+    def evals(self) -> list[tuple[str, str]]:
+        """(checkpoint, eval JSON) of both arms: the baseline from the start, the intervention
+        over the window (at the start both arms are the same weights)."""
+        run = self.run
+        return [
+            (
+                self.checkpoint(arm, step),
+                self.layout.intervention_result(run.size, run.name, arm, step),
+            )
+            for arm in ("baseline", "intervention")
+            for step in ([run.start] if arm == "baseline" else []) + list(run.window)
+        ]
+
+
+@dataclass(frozen=True)
+class MemorizationShard:
+    """One scoring job of the memorization study (rules/memorization.smk): part `part` of the
+    samples the step-`step` checkpoint has seen."""
+
+    variant: str
+    size: str
+    spec: MemorizationSpec
+    part: int
+    rule = "memorization_scores"
+
+    @property
+    def step(self) -> int:
+        return self.spec.step
+
+
+class SuiteJobs:
+    """The job list of one validated suite."""
+
+    def __init__(self, suite: SuiteConfig):
+        self.suite = suite
+        self.config: Mapping[str, Any] = suite.raw
+        self.layout = Layout(str(suite.run_dir()))
+        self.trained = self.config["checkpoints"]["source"] == "trained"
+        self.variants = list(suite.variants)
+        self.sizes = list(suite.models)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> SuiteJobs:
+        return cls(SuiteConfig.from_dict(config))
+
+    # ------------------------------------------------------------------ training and hub
+
+    @cached_property
+    def train(self) -> list[TrainJob]:
+        """Per size, its segments in order; none for published checkpoints."""
+        if not self.trained:
+            return []
+        return [
+            TrainJob(size, seg, self.layout)
+            for size in self.sizes
+            for seg in self.suite.segments(size)
+        ]
+
+    @cached_property
+    def uploads(self) -> list[UploadJob]:
+        """Every scheduled checkpoint of every model; published ones are not re-uploaded."""
+        if not self.trained:
+            return []
+        return [
+            UploadJob(variant, size, step, self.layout)
+            for variant in self.variants
+            for size in self.sizes
+            for step in self.suite.training.schedule
+        ]
+
+    # ------------------------------------------------------------------ evaluation
+
+    @cached_property
+    def evals(self) -> list[EvalJob]:
+        per_job = self.config["eval"]["steps_per_job"]
+        return [
+            EvalJob(size, shots, chunk, self.layout)
+            for size in self.sizes
+            for shots in self.config["eval"]["num_fewshot"]
+            for chunk in step_chunks(self.suite.eval_steps(shots), per_job)
+        ]
+
+    def eval_results(self) -> list[str]:
+        """Every eval JSON (the input of the long table), by shots, variant, size and step."""
+        return [
+            out
+            for shots in self.config["eval"]["num_fewshot"]
+            for variant in self.variants
+            for size in self.sizes
+            for job in self.evals
+            if job.size == size and job.shots == shots
+            for out in job.outputs(variant)
+        ]
+
+    @cached_property
+    def remote_tasks(self) -> list[str]:
+        return tasks.remote_tasks(self.config)
+
+    @cached_property
+    def embedded_choice_tasks(self) -> list[str]:
+        return tasks.embedded_choice_tasks(self.config)
+
+    # ------------------------------------------------------------------ term frequency
+
+    @property
+    def term_frequency_on(self) -> bool:
+        tf = self.config.get("term_frequency") or {}
+        return bool(tf.get("steps")) and tf["variant"] in self.variants
+
+    @cached_property
+    def term_frequency(self) -> list[TermFrequencyJob]:
+        if not self.term_frequency_on:
+            return []
+        tf = self.config["term_frequency"]
+        per_job = self.config["eval"]["steps_per_job"]
+        return [
+            TermFrequencyJob(tf["variant"], size, chunk, self.layout)
+            for size in self.sizes
+            for chunk in step_chunks(tf["steps"], per_job)
+        ]
+
+    def term_frequency_results(self) -> list[str]:
+        """The input of the study's table (listed also when the study is off: its rules are
+        then never asked for)."""
+        tf = self.config["term_frequency"]
+        return [
+            self.layout.term_frequency_result(tf["variant"], size, step)
+            for size in self.sizes
+            for step in tf["steps"]
+        ]
+
+    @cached_property
+    def term_frequency_tasks(self) -> list[str]:
+        tf = self.config["term_frequency"]
+        return [term_frequency_task(op, k) for op in tf["operations"] for k in tf["shots"]]
+
+    # ------------------------------------------------------------------ intervention
+
+    @cached_property
+    def interventions(self) -> list[InterventionJobs]:
+        """The runs of models this suite trains (a published suite has no optimizer state)."""
+        if not self.trained:
+            return []
+        baseline = (self.config.get("intervention") or {}).get("baseline")
+        return [InterventionJobs(run, baseline, self.layout) for run in self.suite.interventions]
+
+    @cached_property
+    def intervention_tasks(self) -> list[str]:
+        return tasks.intervention_tasks(self.config)
+
+    @cached_property
+    def generated_bias_tasks(self) -> list[str]:
+        return tasks.generated_bias_tasks(self.config)
+
+    # ------------------------------------------------------------------ memorization
+
+    @cached_property
+    def memorization(self) -> MemorizationPlan:
+        return MemorizationPlan.from_config(self.config, self.suite)
+
+    @property
+    def memorization_on(self) -> bool:
+        return bool((self.config.get("memorization") or {}).get("steps"))
+
+    def memorization_shards(self) -> list[MemorizationShard]:
+        if not self.memorization_on:
+            return []
+        plan = self.memorization
+        return [
+            MemorizationShard(variant, size, spec, part)
+            for variant in plan.variants
+            for size in plan.sizes
+            for spec in map(plan.spec, plan.steps)
+            for part in range(spec.num_jobs)
+        ]
+
+    def memorization_results(self) -> list[str]:
+        plan = self.memorization
+        return [
+            self.layout.memorization_analysis(variant, size, step)
+            for variant in plan.variants
+            for size in plan.sizes
+            for step in plan.steps
+        ]
+
+    # ------------------------------------------------------------------ final targets
+
+    def table_steps(self) -> list[int]:
+        """The steps of the score tables (Tables 7-14); by default the last evaluated one."""
+        return self.config["eval"]["table_steps"] or [max(self.suite.eval_steps(0))]
+
+    def score_tables(self) -> list[str]:
+        return [
+            self.layout.path("tables", "scores", f"{shots}shot_step{step}_{variant}.{ext}")
+            for shots in self.config["eval"]["num_fewshot"]
+            for step in self.table_steps()
+            if step in self.suite.eval_steps(shots)
+            for variant in self.variants
+            for ext in ("csv", "md")
+        ]
+
+    def figures(self) -> list[str]:
+        return [
+            *(self.layout.figure("lambada_over_training", ext) for ext in EXTS),
+            *(
+                self.layout.path("figures", "over_training", f"{task}.{ext}")
+                for task in self.config["eval"]["tasks"]
+                for ext in EXTS
+            ),
+            *(
+                self.layout.figure(f"scores_by_size_step{self.table_steps()[0]}", ext)
+                for ext in (EXTS if "deduped" in self.variants else ())
+            ),
+        ]
+
+    def term_frequency_targets(self) -> list[str]:
+        if not self.term_frequency_on:
+            return []
+        return [
+            self.layout.path("tables", "term_frequency.csv"),
+            *(self.layout.path("tables", f"term_frequency_gap.{ext}") for ext in ("csv", "md")),
+            *(
+                self.layout.figure(f"term_frequency_{operation}", ext)
+                for operation in self.config["term_frequency"]["operations"]
+                for ext in EXTS
+            ),
+        ]
+
+    def intervention_targets(self) -> list[str]:
+        if not self.interventions:
+            return []
+        return [
+            self.layout.path("tables", "intervention.csv"),
+            *(
+                self.layout.figure(f"intervention_{fig}", ext)
+                for fig in INTERVENTION_FIGURES
+                for ext in EXTS
+            ),
+        ]
+
+    def memorization_targets(self) -> list[str]:
+        if not (self.memorization_on and self.memorization.steps):
+            return []
+        plan = self.memorization
+        qq = f"memorization_qq_{plan.figure_size}_step{plan.steps[-1]}"
+        return [
+            self.layout.path("tables", "memorization.csv"),
+            *(self.layout.figure(qq, ext) for ext in EXTS),
+        ]
+
+    def final_targets(self) -> list[str]:
+        """What `rule all` builds: figures and tables of every stage, the hub uploads of a
+        trained suite, and the compute plan."""
+        return [
+            *self.figures(),
+            self.layout.path("tables", "evals.csv"),
+            *self.score_tables(),
+            *(
+                [self.layout.path("tables", "compare_paper.csv")]
+                if self.config["eval"]["reference"]
+                else []
+            ),
+            *self.term_frequency_targets(),
+            *(u.output for u in self.uploads),
+            *self.intervention_targets(),
+            *self.memorization_targets(),
+            self.layout.path("plan", "jobs.csv"),
+        ]

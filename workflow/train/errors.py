@@ -1,0 +1,46 @@
+"""What training raises, and the exit codes its command lines turn that into.
+
+A launcher (torchrun, srun) and Snakemake only see exit codes: 2 for a `TrainingError` (the
+inputs are wrong; retrying will not help) and `PREEMPTED_EXIT` for `Preempted` (the state is
+saved; run the job again to continue from it).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+
+class TrainingError(RuntimeError):
+    """A problem the user can fix (wrong inputs, incompatible resume point); names what/where."""
+
+
+class Preempted(Exception):
+    """Training stopped on a signal after saving its resumable state."""
+
+
+class LaunchFailed(TrainingError):
+    """The distributed launcher's ranks exited with `code` (neither success nor preemption)."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+# EX_TEMPFAIL: "try again". A preempted segment saved its state and exits with this code, so
+# the retried job (Snakemake --retries, Slurm requeue) continues from that state.
+PREEMPTED_EXIT = 75
+
+
+def run_cli(main: Callable[[], Any]) -> None:
+    """Run a training command line's `main`; exit 2 on TrainingError (its message on stderr),
+    PREEMPTED_EXIT on Preempted."""
+    try:
+        main()
+    except TrainingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except Preempted as e:
+        print(f"preempted: {e}", file=sys.stderr)
+        sys.exit(PREEMPTED_EXIT)
