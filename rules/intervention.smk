@@ -78,7 +78,9 @@ for _i, _iv in enumerate(JOBS.interventions):
                 **train_resources(SUITE, SUITE.models[_run.size], _run.start, _run.end),
             params:
                 # what the weights depend on: a change reruns the arm and its evaluations
-                config_hash=config_hash(SUITE.models[_run.size], SUITE.training),
+                config_hash=config_hash(
+                    SUITE.models[_run.size].for_variant(_run.variant), SUITE.training
+                ),
                 swap=IV["swap"] if _arm == "intervention" else None,
                 run=_i,
                 arm=_arm,

@@ -51,7 +51,9 @@ for _job in JOBS.train:
         params:
             # what the weights depend on (hyperparameters, seed): a change reruns the
             # segment and everything downstream instead of keeping old checkpoints
-            config_hash=config_hash(SUITE.models[_job.size], SUITE.training),
+            config_hash=lambda wc, spec=SUITE.models[_job.size]: config_hash(
+                spec.for_variant(wc.variant), SUITE.training
+            ),
             size=_job.size,
             start=_job.segment.start,
             end=_job.segment.end,

@@ -89,7 +89,8 @@ def test_write_plan_is_atomic_csv(tmp_path):
     header = (tmp_path / "jobs.csv").read_text().splitlines()[0]
     assert (
         header
-        == "rule,stage,variant,size,first_step,last_step,gpus,nodes,flops,gpu_hours,storage_bytes"
+        == "rule,stage,variant,size,first_step,last_step,gpus,nodes,gpu_mem_gb,flops,gpu_hours,"
+        "storage_bytes"
     )
     assert "compute plan of run 'ci'" in summary
     assert not list(tmp_path.glob(".*"))

@@ -196,3 +196,73 @@ def test_the_paper_70m_at_micro_batch_32_needs_the_memory_savers():
     assert plain.total > 40e9 > saver.total
     assert forward_memory(shape, "fp16").total < 40e9
     assert plain.gib() == plain.total / GIB
+
+
+# --- the config-time check (workflow/plan/resources.check_gpu_memory) ------------------------
+
+
+def _paper(**edit):
+    import yaml
+
+    from workflow.core.config import SuiteConfig, validate_config
+
+    raw = yaml.safe_load(open("config/pythia.yaml"))
+    for path, value in edit.items():
+        *keys, last = path.split("__")
+        node = raw
+        for k in keys:
+            node = node[k]
+        if value is None:
+            node.pop(last, None)
+        else:
+            node[last] = value
+    return SuiteConfig.from_dict(validate_config(raw))
+
+
+def test_the_paper_sizes_up_to_2_8b_fit_a_40gb_a100():
+    from workflow.plan.memory import suite_training_memory
+    from workflow.plan.resources import check_gpu_memory
+
+    suite = _paper(sizes=["70m", "160m", "410m", "1b", "1.4b", "2.8b"])
+    check_gpu_memory(suite)
+    assert all(suite_training_memory(suite, s).total < 40e9 for s in suite.models.values())
+
+
+def test_410m_at_micro_batch_64_without_checkpointing_is_refused_in_one_line():
+    from workflow.core.config import ConfigError
+    from workflow.plan.resources import check_gpu_memory
+
+    # 64 rows a rank: 16 ranks (2 nodes) keep the global batch of 1024
+    suite = _paper(
+        sizes=["410m"],
+        models__410m__micro_batch_size=64,
+        models__410m__nodes=2,
+        training__activation_checkpointing=False,
+    )
+    with pytest.raises(ConfigError) as e:
+        check_gpu_memory(suite)
+    lines = str(e.value).splitlines()[1:]
+    assert len(lines) == 1
+    assert lines[0].startswith("  models.410m: a training rank needs ~")
+    assert "compute.node.gpu_mem_gb = 40" in lines[0]
+    assert "training.activation_checkpointing: true" in lines[0]
+
+
+def test_a_gpu_suite_without_gpu_memory_is_refused():
+    from workflow.core.config import ConfigError
+    from workflow.plan.resources import check_gpu_memory
+
+    suite = _paper(sizes=["70m"], compute__node__gpu_mem_gb=None)
+    with pytest.raises(ConfigError, match=r"compute\.node\.gpu_mem_gb is not set.*70m"):
+        check_gpu_memory(suite)
+
+
+def test_forward_jobs_are_checked_with_their_batch():
+    from workflow.core.config import ConfigError
+    from workflow.plan.resources import check_gpu_memory
+
+    suite = _paper(sizes=["2.8b"], memorization__batch_size=4096)
+    with pytest.raises(
+        ConfigError, match=r"models\.2\.8b: its memorization job.*memorization\.batch_size"
+    ):
+        check_gpu_memory(suite)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,16 @@ class ModelSpec:
     nodes: int
     model_parallel: int
     segment_steps: int
+    # a precision per variant where they differ (pythia-1b is bf16, pythia-1b-deduped fp16)
+    precision_by_variant: tuple[tuple[str, str], ...] = ()
+    zero_bucket_size: float | None = None
+
+    def for_variant(self, variant: str) -> ModelSpec:
+        """This model as `variant` trains it (its precision resolved)."""
+        own = dict(self.precision_by_variant).get(variant)
+        if own is None:
+            return self
+        return dataclasses.replace(self, precision=own, precision_by_variant=())
 
     @property
     def head_size(self) -> int:
@@ -151,6 +162,11 @@ class TrainingSpec:
     peak_tflops: float | None = None
     tensorboard: bool = False
     wandb_project: str | None = None
+    activation: str = "gelu"
+    activation_checkpointing: bool = False
+    loss_chunk_tokens: int | None = None
+    zero_overlap_comm: bool = False
+    zero_bucket_size: float = 5e8
 
     @property
     def tokens_per_step(self) -> int:
@@ -200,6 +216,11 @@ class SuiteConfig:
             peak_tflops=t["peak_tflops"],
             tensorboard=t["tensorboard"],
             wandb_project=t["wandb_project"],
+            activation=t["activation"],
+            activation_checkpointing=t["activation_checkpointing"],
+            loss_chunk_tokens=t["loss_chunk_tokens"],
+            zero_overlap_comm=t["zero_overlap_comm"],
+            zero_bucket_size=t["zero_bucket_size"],
         )
         models = {}
         selected = cfg.get("sizes") or list(cfg["models"])
@@ -218,7 +239,9 @@ class SuiteConfig:
                 lr=m["lr"],
                 min_lr=m["min_lr"] if m["min_lr"] is not None else t["min_lr_ratio"] * m["lr"],
                 init=m["init"],
-                precision=m["precision"] or t["precision"],
+                precision=_precision(m["precision"], t["precision"]),
+                precision_by_variant=_precision_by_variant(m["precision"], t["precision"]),
+                zero_bucket_size=m["zero_bucket_size"],
                 micro_batch_size=micro,
                 gradient_accumulation_steps=gas,
                 gpus=m["gpus"],
@@ -257,6 +280,20 @@ class SuiteConfig:
 
     def run_dir(self) -> Path:
         return Path(self.results_dir) / self.run
+
+
+def _precision(own: str | Mapping | None, default: str) -> str:
+    """A model's precision: its own, the standard variant's where it names one per variant,
+    else training.precision."""
+    if isinstance(own, Mapping):
+        return own.get("standard", default)
+    return own or default
+
+
+def _precision_by_variant(own: str | Mapping | None, default: str) -> tuple[tuple[str, str], ...]:
+    if not isinstance(own, Mapping):
+        return ()
+    return tuple(sorted((v, p) for v, p in own.items() if p != _precision(own, default)))
 
 
 def padded_vocab_size(vocab_size: int, divisible_by: int, model_parallel: int = 1) -> int:

@@ -20,6 +20,7 @@ from typing import Any
 from workflow.core.config import ModelSpec
 from workflow.core.io import atomic_path
 from workflow.plan.jobs import SuiteJobs
+from workflow.plan.memory import forward_job_memory, suite_training_memory
 from workflow.plan.resources import (
     eval_tokens,
     forward_flops,
@@ -38,10 +39,15 @@ COLUMNS = [
     "last_step",
     "gpus",
     "nodes",
+    "gpu_mem_gb",
     "flops",
     "gpu_hours",
     "storage_bytes",
+    "mem_mb",
+    "disk_mb",
+    "runtime",
 ]
+RESOURCE_COLUMNS = ("mem_mb", "disk_mb", "runtime")  # what a data job asks its node for
 SUMMARY_COLUMNS = [
     "size",
     "gpus",
@@ -70,8 +76,12 @@ def weight_bytes(params: int, precision: str) -> int:
     return params * (4 if precision == "fp32" else 2)
 
 
+def _gb(nbytes: float) -> float:
+    return round(nbytes / 1e9, 1)
+
+
 def job(rule: str, stage: str, variant: str, size: str, first: int, last: int, **kw) -> dict:
-    row = dict.fromkeys(COLUMNS, 0)
+    row = dict.fromkeys(COLUMNS, 0) | dict.fromkeys(RESOURCE_COLUMNS, "")
     row.update(rule=rule, stage=stage, variant=variant, size=size, first_step=first)
     row.update(last_step=last, **kw)
     return row
@@ -88,12 +98,15 @@ def forward_job(
     spec: ModelSpec,
     flops: float,
     compute: Mapping[str, Any],
+    memory=None,
     **kw,
 ) -> dict:
     """A forward-only job (evaluation, memorization scoring): one GPU for a model trained on
-    GPUs, none for a CPU suite's."""
+    GPUs, none for a CPU suite's; `memory` = its estimated peak (workflow/plan/memory.py)."""
     gpus = 1 if spec.gpus else 0
     hours = gpu_hours(flops, compute) if gpus else 0.0
+    if gpus and memory is not None:
+        kw["gpu_mem_gb"] = _gb(memory.total)
     return job(
         rule,
         stage,
@@ -111,11 +124,21 @@ def forward_job(
 
 @stage_estimator
 def data_jobs(jobs: SuiteJobs) -> Iterator[dict]:
-    """The packed training samples of each variant (uint16 tokens, seq_length + 1 per sample)."""
+    """The data jobs of a corpus source (`workflow.data.jobs`: shards, band groups, each job's
+    mem_mb, disk_mb and runtime from the corpus size), then the packed training samples of
+    each variant (uint16 tokens, seq_length + 1 per sample)."""
     if not jobs.trained:
         return
+    corpus = jobs.config["data"]["source"] in ("generated", "pile_jsonl")
+    for dj in jobs.data.jobs(jobs.variants) if corpus else ():
+        res = {k: dj.resources[k] for k in RESOURCE_COLUMNS}
+        for _ in range(dj.count):
+            yield job(
+                dj.rule, "data", "", "", 0, 0, nodes=1, **res, storage_bytes=res["disk_mb"] << 20
+            )
     t = jobs.suite.training
     samples = t.num_samples(jobs.config["data"]["sample_margin"])
+    pack = jobs.data.pack_resources(samples) if corpus else {}
     for variant in jobs.variants:
         yield job(
             "pack_shuffle",
@@ -126,6 +149,7 @@ def data_jobs(jobs: SuiteJobs) -> Iterator[dict]:
             0,
             nodes=1,
             storage_bytes=samples * (t.seq_length + 1) * 2,
+            **{k: pack[k] for k in RESOURCE_COLUMNS if k in pack},
         )
 
 
@@ -139,6 +163,7 @@ def training_jobs(jobs: SuiteJobs) -> Iterator[dict]:
         for size, spec in suite.models.items():
             n = model_params(suite, spec)
             ckpt = weight_bytes(n, spec.precision)
+            mem = _gb(suite_training_memory(suite, spec).total) if spec.gpus else 0
             for train in (j for j in jobs.train if j.size == size):
                 seg = train.segment
                 flops = training_flops(n, segment_tokens(suite, seg.start, seg.end))
@@ -152,6 +177,7 @@ def training_jobs(jobs: SuiteJobs) -> Iterator[dict]:
                     seg.end,
                     gpus=gpus,
                     nodes=spec.nodes,
+                    gpu_mem_gb=mem,
                     flops=flops,
                     gpu_hours=gpu_hours(flops, compute) if gpus else 0.0,
                     storage_bytes=len(seg.steps) * ckpt + 12 * n + ckpt,
@@ -181,6 +207,7 @@ def eval_jobs(jobs: SuiteJobs) -> Iterator[dict]:
                     spec=spec,
                     flops=flops,
                     compute=compute,
+                    memory=forward_job_memory(jobs.suite, "eval", spec),
                 )
                 for step in ev.steps if not jobs.trained else ():
                     if step not in fetched:
@@ -223,6 +250,7 @@ def memorization_jobs(jobs: SuiteJobs) -> Iterator[dict]:
             spec=spec,
             flops=flops,
             compute=compute,
+            memory=forward_job_memory(jobs.suite, "memorization", spec),
             storage_bytes=rows * 16,  # a score and an index per sample (parquet)
         )
 
@@ -252,6 +280,7 @@ def term_frequency_jobs(jobs: SuiteJobs) -> Iterator[dict]:
             spec=spec,
             flops=flops,
             compute=compute,
+            memory=forward_job_memory(jobs.suite, "term_frequency", spec),
         )
 
 
@@ -282,6 +311,7 @@ def intervention_jobs(jobs: SuiteJobs) -> Iterator[dict]:
             spec=spec,
             flops=eval_flops,
             compute=compute,
+            memory=forward_job_memory(jobs.suite, "intervention", spec),
         )
         flops = training_flops(n, segment_tokens(suite, run.start, run.end))
         for arm in iv.arms:
@@ -294,6 +324,7 @@ def intervention_jobs(jobs: SuiteJobs) -> Iterator[dict]:
                 run.end,
                 gpus=spec.gpus * spec.nodes,
                 nodes=spec.nodes,
+                gpu_mem_gb=_gb(suite_training_memory(suite, spec).total) if spec.gpus else 0,
                 flops=flops,
                 gpu_hours=gpu_hours(flops, compute) if spec.gpus else 0.0,
                 storage_bytes=len(run.window) * weight_bytes(n, spec.precision),

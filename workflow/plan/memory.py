@@ -31,6 +31,7 @@ on CPU (saved-tensor hooks and a real optimizer's state).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
@@ -226,6 +227,18 @@ def forward_memory(shape: Shape, precision: str, tensor_parallel: int = 1) -> Es
     return _with_margin(int(elem * n), 0, 0, 0, int(layer), int(logits))
 
 
+def decode_memory(shape: Shape, precision: str, prompt: int) -> Estimate:
+    """Peak bytes of greedy decoding `micro_batch` rows to `seq` tokens with a KV cache (the
+    memorization scorer, generate_until): the weights, the cache of keys and values of every
+    layer, the prompt pass's activations one layer at a time, and one position's logits."""
+    elem = BYTES[precision]
+    rows = shape.micro_batch
+    cache = 2 * shape.layers * rows * shape.seq * shape.hidden * elem
+    layer = elem * rows * prompt * shape.hidden * (2 + LAYER_SBH_SHARDED)
+    logits = rows * shape.vocab * (elem + 4)
+    return _with_margin(int(elem * shape.parameters), 0, 0, 0, int(cache + layer), int(logits))
+
+
 def _with_margin(weights, gradients, optimizer, buckets, activations, loss) -> Estimate:
     body = weights + gradients + optimizer + buckets + activations + loss
     return Estimate(
@@ -237,3 +250,119 @@ def _with_margin(weights, gradients, optimizer, buckets, activations, loss) -> E
         loss=loss,
         margin=int(MARGIN_FIXED + MARGIN_SHARE * body),
     )
+
+
+# ------------------------------------------------------------------------------ a suite's jobs
+
+
+def model_shape(suite, spec, rows: int, seq: int) -> Shape:
+    """The Shape of `spec` (vocabulary padded as the embedding is) holding rows x seq tokens."""
+    from workflow.core.config import padded_vocab_size
+    from workflow.plan.resources import vocab_size
+
+    vocab = padded_vocab_size(
+        vocab_size(suite), suite.training.make_vocab_size_divisible_by, spec.model_parallel
+    )
+    return Shape(
+        layers=spec.num_layers,
+        hidden=spec.hidden_size,
+        heads=spec.num_attention_heads,
+        vocab=vocab,
+        seq=seq,
+        micro_batch=rows,
+    )
+
+
+def training_layout(suite, spec, **change) -> tuple[Layout, int]:
+    """(Layout, micro-batch) of `spec`'s training job as train/engine.py runs it: every rank
+    data-parallel (gpus x nodes of them), the config's micro-batch capped by the rows a rank
+    gets, the training precision (the wider one where the variants differ), the savers and
+    buckets the config sets. `change` overrides Layout fields (what-if questions)."""
+    t = suite.training
+    ranks = max(1, spec.gpus * spec.nodes)
+    micro = min(spec.micro_batch_size, max(1, t.global_batch_size // ranks))
+    precisions = {spec.for_variant(v).precision for v in suite.variants} or {spec.precision}
+    bucket = spec.zero_bucket_size or t.zero_bucket_size
+    layout = Layout(
+        precision="fp32" if "fp32" in precisions else sorted(precisions)[0],
+        zero_stage=0 if (ranks == 1 and "fp32" in precisions) else t.zero_stage,
+        data_parallel=ranks,
+        tensor_parallel=1,
+        activation_checkpointing=t.activation_checkpointing,
+        flash_attention=t.attention != "eager",
+        loss_chunk_tokens=t.loss_chunk_tokens,
+        reduce_bucket=bucket,
+        allgather_bucket=bucket,
+    )
+    return dataclasses.replace(layout, **change), micro
+
+
+def suite_training_memory(suite, spec) -> Estimate:
+    """Peak GPU bytes of one rank of `spec`'s training job (and of its intervention arms)."""
+    layout, micro = training_layout(suite, spec)
+    return training_memory(model_shape(suite, spec, micro, suite.training.seq_length), layout)
+
+
+def suite_forward_memory(suite, spec, rows: int, seq: int) -> Estimate:
+    """Peak GPU bytes of a forward-only job scoring `rows` sequences of `seq` tokens at once."""
+    precisions = {spec.for_variant(v).precision for v in suite.variants} or {spec.precision}
+    precision = "fp32" if "fp32" in precisions else sorted(precisions)[0]
+    return forward_memory(model_shape(suite, spec, rows, seq), precision)
+
+
+def suite_decode_memory(suite, spec, rows: int, prompt: int, new_tokens: int) -> Estimate:
+    """Peak GPU bytes of a greedy-decoding job: `rows` prompts of `prompt` tokens, each
+    continued by `new_tokens`."""
+    precisions = {spec.for_variant(v).precision for v in suite.variants} or {spec.precision}
+    precision = "fp32" if "fp32" in precisions else sorted(precisions)[0]
+    shape = model_shape(suite, spec, rows, prompt + new_tokens)
+    return decode_memory(shape, precision, prompt)
+
+
+def fit_hints(suite, spec, limit: float) -> list[str]:
+    """What alone would make `spec`'s training rank fit `limit` bytes."""
+    t = suite.training
+    layout, micro = training_layout(suite, spec)
+    shape = model_shape(suite, spec, micro, t.seq_length)
+    hints = []
+    checkpointing = _fits(shape, layout, limit, activation_checkpointing=True)
+    if not t.activation_checkpointing and checkpointing:
+        hints.append("training.activation_checkpointing: true")
+    if not t.loss_chunk_tokens and _fits(shape, layout, limit, loss_chunk_tokens=4096):
+        hints.append("training.loss_chunk_tokens: 4096")
+    if layout.zero_stage < 2 and _fits(shape, layout, limit, zero_stage=2):
+        hints.append("training.zero_stage: 2")
+    for tp in (2, 4, 8):
+        if tp <= spec.num_attention_heads and _fits(shape, layout, limit, tensor_parallel=tp):
+            hints.append(f"tensor parallelism {tp}")
+            break
+    for smaller in (micro // 2, micro // 4, micro // 8):
+        if smaller >= 1 and _fits(dataclasses.replace(shape, micro_batch=smaller), layout, limit):
+            hints.append(f"models.{spec.name}.micro_batch_size: {smaller}")
+            break
+    return hints
+
+
+def _fits(shape: Shape, layout: Layout, limit: float, **change) -> bool:
+    return training_memory(shape, dataclasses.replace(layout, **change)).total <= limit
+
+
+def forward_job_memory(suite, stage: str, spec) -> Estimate:
+    """Peak GPU bytes of one of `spec`'s forward-only jobs of `stage`: lm-eval's loglikelihood
+    batches (eval.batch_size or intervention.batch_size rows of seq_length tokens, every
+    position's logits and their fp32 log-softmax), the memorization scorer's greedy decoding
+    (memorization.batch_size prompts) and the term-frequency generation (term_frequency.batch_size
+    prompts of up to (1 + shots) example lines of ~16 tokens)."""
+    cfg = suite.raw
+    seq = suite.training.seq_length
+    if stage == "memorization":
+        mem = cfg["memorization"]
+        return suite_decode_memory(
+            suite, spec, mem["batch_size"], mem["prompt_tokens"], mem["continuation_tokens"]
+        )
+    if stage == "term_frequency":
+        tf = cfg["term_frequency"]
+        prompt = min(seq, 16 * (1 + max(tf["shots"])))
+        return suite_decode_memory(suite, spec, tf["batch_size"], prompt, tf["max_new_tokens"])
+    section = "intervention" if stage == "intervention" else "eval"
+    return suite_forward_memory(suite, spec, cfg[section]["batch_size"], seq)

@@ -26,6 +26,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from workflow.core.config import ConfigError, ModelSpec, SuiteConfig, padded_vocab_size
+from workflow.core.layout import Layout
+from workflow.data.jobs import DataJobs
 
 # GPT-NeoX-20B's tokenizer (reference §3.1): the vocabulary of a `pretrained` tokenizer.
 NEOX_VOCAB = 50277
@@ -136,7 +138,8 @@ def eval_tokens(suite: SuiteConfig, shots: int) -> float:
 
 def check_node_fit(suite: SuiteConfig, source: str = "config") -> None:
     """Refuse, before any job is submitted, a model whose jobs would ask one node for more GPUs,
-    CPUs or memory than `compute.node` has (Slurm would leave such a job pending forever)."""
+    CPUs or memory than `compute.node` has (Slurm would leave such a job pending forever), and
+    a data job that would (its memory and cores from the corpus size: workflow/data/jobs.py)."""
     compute = suite.raw["compute"]
     node = compute["node"]
     problems = []
@@ -153,5 +156,65 @@ def check_node_fit(suite: SuiteConfig, source: str = "config") -> None:
                     f"compute.node.{key} is {node[key]} (lower models.{name}.gpus, raise nodes, "
                     f"or adjust compute.cpus_per_gpu / compute.mem_mb_per_gpu)"
                 )
+    if suite.raw["data"]["source"] in ("generated", "pile_jsonl"):  # the data jobs, from sizes
+        data = DataJobs(suite.raw, Layout(str(suite.run_dir())))
+        problems += data.oversized(node, suite.variants)
     if problems:
         raise ConfigError(f"invalid {source}:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def check_gpu_memory(suite: SuiteConfig, source: str = "config") -> None:
+    """Refuse, before any job is submitted, a model whose training rank, or one of its
+    forward-only jobs (evaluation, memorization, term frequency, intervention evals), would not
+    fit one GPU of `compute.node` by the memory model (workflow/plan/memory.py): one line per
+    job kind naming the model, the estimate, the limit and what would make it fit."""
+    from workflow.plan.memory import GIB, fit_hints, forward_job_memory, suite_training_memory
+
+    node = suite.raw["compute"]["node"]
+    gpu_models = [name for name, spec in suite.models.items() if spec.gpus]
+    if not gpu_models:
+        return
+    if node.get("gpu_mem_gb") is None:
+        raise ConfigError(
+            f"invalid {source}: compute.node.gpu_mem_gb is not set, but models "
+            f"{', '.join(gpu_models)} train on GPUs: give the memory of one GPU in GB "
+            "(the paper's A100s: 40) so that every job is checked to fit it"
+        )
+    limit = node["gpu_mem_gb"] * 1e9
+    problems = []
+    for name in gpu_models:
+        spec = suite.models[name]
+        est = suite_training_memory(suite, spec)
+        if est.total > limit:
+            hints = fit_hints(suite, spec, limit)
+            states = (est.weights + est.gradients + est.optimizer) / GIB
+            fix = "would fit with " + " or ".join(hints) if hints else "nothing alone makes it fit"
+            problems.append(
+                f"models.{name}: a training rank needs ~{est.total / 1e9:.1f} GB of GPU memory "
+                f"(weights, gradients and optimizer {states:.1f} GiB, activations "
+                f"{est.activations / GIB:.1f} GiB, logits and loss {est.loss / GIB:.1f} GiB), "
+                f"more than compute.node.gpu_mem_gb = {node['gpu_mem_gb']}; {fix}"
+            )
+        for stage, batch_key in _forward_stages(suite, name):
+            est = forward_job_memory(suite, stage, spec)
+            if est.total > limit:
+                problems.append(
+                    f"models.{name}: its {stage} job needs ~{est.total / 1e9:.1f} GB of GPU memory "
+                    f"(weights {est.weights / GIB:.1f} GiB), more than compute.node.gpu_mem_gb = "
+                    f"{node['gpu_mem_gb']}; lower {batch_key}"
+                )
+    if problems:
+        raise ConfigError(f"invalid {source}:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def _forward_stages(suite: SuiteConfig, size: str) -> list[tuple[str, str]]:
+    """(stage, its batch-size key) of every forward-only job kind `size` has in the suite."""
+    raw = suite.raw
+    stages = [("eval", "eval.batch_size")]
+    if (raw.get("memorization") or {}).get("steps"):
+        stages.append(("memorization", "memorization.batch_size"))
+    if (raw.get("term_frequency") or {}).get("steps"):
+        stages.append(("term_frequency", "term_frequency.batch_size"))
+    if any(r.size == size for r in suite.interventions):
+        stages.append(("intervention", "intervention.batch_size"))
+    return stages

@@ -78,6 +78,7 @@ def deepspeed_config(
     spec: ModelSpec, training: TrainingSpec, micro: int, gas: int, stage: int | None = None
 ) -> dict[str, Any]:
     """Pythia's DeepSpeed settings (reference/pythia.md §1.2) for one model."""
+    bucket = spec.zero_bucket_size or training.zero_bucket_size
     return {
         "train_batch_size": training.global_batch_size,
         "train_micro_batch_size_per_gpu": micro,
@@ -101,10 +102,10 @@ def deepspeed_config(
             "stage": training.zero_stage if stage is None else stage,
             "allgather_partitions": True,
             "reduce_scatter": True,
-            "overlap_comm": False,
+            "overlap_comm": training.zero_overlap_comm,
             "contiguous_gradients": True,
-            "reduce_bucket_size": 5e8,
-            "allgather_bucket_size": 5e8,
+            "reduce_bucket_size": bucket,
+            "allgather_bucket_size": bucket,
         },
         "fp16": FP16_LOSS_SCALE if spec.precision == "fp16" else {"enabled": False},
         "bf16": {"enabled": spec.precision == "bf16"},

@@ -19,6 +19,12 @@ from workflow.core.config import ModelSpec, TrainingSpec, padded_vocab_size
 
 # NeoX applies `output_layer_init_method` to exactly these two projections: the ones that write
 # into the residual stream (ParallelSelfAttention.dense and ParallelMLP.dense_4h_to_h).
+# transformers' name of each GeLU: GPT-NeoX v1.0's fused bias_gelu (bias-gelu-fusion, set by every
+# Pythia config) is the tanh approximation 0.5x(1 + tanh(0.79788456 x (1 + 0.044715 x^2))), which
+# transformers computes as "gelu_pytorch_tanh" (one kernel; "gelu_new" is the same function in
+# several). EleutherAI's released Pythia config.json files say "gelu" (exact erf), which is not
+# the function the models were trained with.
+HIDDEN_ACT = {"gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh"}
 OUTPUT_LAYER_SUFFIXES = ("attention.dense.weight", "mlp.dense_4h_to_h.weight")
 # The init_method_std NeoX uses for "normal"/"scaled_normal" (its default; the 6.9B/12B configs
 # did not set it, see the erratum in reference/pythia.md §1.2).
@@ -37,7 +43,7 @@ def build_model_config(spec: ModelSpec, training: TrainingSpec, vocab_size: int)
         num_hidden_layers=spec.num_layers,
         num_attention_heads=spec.num_attention_heads,
         intermediate_size=4 * spec.hidden_size,
-        hidden_act="gelu",
+        hidden_act=HIDDEN_ACT[training.activation],
         rotary_pct=training.rotary_pct,
         rotary_emb_base=training.rotary_emb_base,
         max_position_embeddings=training.seq_length,

@@ -134,6 +134,7 @@ def train_segment(
     file (data.read_token_map) that rewrites the tokens of every step, and `extra_meta` is
     recorded in every checkpoint (the intervention's swap map and arm)."""
     spec, training = check_segment(config, size, segment, out_dirs, resume_from)
+    spec = spec.for_variant(variant)  # e.g. pythia-1b bf16, pythia-1b-deduped fp16
     b, seq, init_only = training.global_batch_size, training.seq_length, segment.start < 0
     with launcher_env(), preemption_signals() as caught:
         # the inputs
@@ -167,7 +168,9 @@ def train_segment(
             f"{micro} x {gas} accumulation, {spec.precision}, ZeRO {job.stage}"
         )
         # the loop: batch -> forward/backward -> step, log, checkpoint; stop on a signal
-        layout = dict(batch=b, micro=micro, rank=rank, world_size=world)
+        layout = dict(
+            batch=b, micro=micro, rank=rank, world_size=world, chunk=training.loss_chunk_tokens
+        )
         history = []
         with open_progress(job, engine, segment, out_dirs, start, metrics_path) as progress:
             for step in range(start + 1, segment.end + 1):
@@ -226,6 +229,10 @@ def restore_engine(
     )
     # On resume the weights come from the checkpoint: skip the (for big models, slow) NeoX init.
     model = build_model(spec, training, vocab, training.seed, init=init_only)
+    if training.activation_checkpointing:
+        # Pythia's checkpoint-activations, one layer per checkpoint; non-reentrant, so the
+        # recomputed forward sees the same RNG state and gives the same values
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if from_weights:
         load_hf_weights(model, Path(resume_from))
     engine, micro, gas = make_engine(model, spec, training, job.world)
