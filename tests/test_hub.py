@@ -447,3 +447,25 @@ def test_push_local_hub_to_the_hub(hubeval_ckpts, hubeval_minihub, tmp_path, mon
     commits = sum("/commit/" in r for r in hubeval_minihub.requests)
     assert main(argv) == 0  # again: every step verified by hash and skipped
     assert sum("/commit/" in r for r in hubeval_minihub.requests) == commits
+
+
+def test_the_model_card_links_the_project_only_when_configured(tmp_path):
+    from workflow.hub.model_card import model_card
+
+    ckpt = make_checkpoint(tmp_path / "step8", 8)
+    plain = model_card(ckpt, REPO, "step8", 8)
+    assert "trained with pythia-workflow." in plain
+    assert "https://github.com/)" not in plain and "](http" not in plain
+    linked = model_card(ckpt, REPO, "step8", 8, "https://example.org/lab/pythia-workflow")
+    assert "[pythia-workflow](https://example.org/lab/pythia-workflow)" in linked
+
+
+def test_a_project_url_must_be_a_url():
+    import yaml
+
+    from workflow.core.config import ConfigError, validate_config
+
+    raw = yaml.safe_load(open("config/config.yaml"))
+    raw["hub"] = {"project_url": "github.com/me"}
+    with pytest.raises(ConfigError, match=r"hub\.project_url"):
+        validate_config(raw)

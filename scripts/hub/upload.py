@@ -19,6 +19,7 @@ with log_to(sm.log[0]) as log:
         private=hub["private"],
         final=int(w.step) == sm.params.final_step,
         force=hub["force"],
+        project_url=hub["project_url"],
     )
     log.info("published: %s", receipt)
     write_json(sm.output[0], receipt)

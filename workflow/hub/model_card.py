@@ -8,9 +8,12 @@ from workflow.core.checkpoint import CHECKPOINT_JSON, read_record
 from workflow.core.io import read_json
 
 
-def model_card(ckpt_dir: Path, repo_id: str, branch: str, step: int | None) -> str:
+def model_card(
+    ckpt_dir: Path, repo_id: str, branch: str, step: int | None, project_url: str | None = None
+) -> str:
     """The README.md published with every checkpoint: architecture, data, training settings,
-    fingerprints and how to load this step (deterministic: no dates)."""
+    fingerprints and how to load this step (deterministic: no dates). "pythia-workflow" links
+    to `project_url` only when one is configured (hub.project_url)."""
     cfg = read_json(ckpt_dir / "config.json") if (ckpt_dir / "config.json").is_file() else {}
     meta = read_record(ckpt_dir)
     rope = cfg.get("rope_parameters") or {}
@@ -35,6 +38,7 @@ def model_card(ckpt_dir: Path, repo_id: str, branch: str, step: int | None) -> s
     table = "\n".join(f"| {k} | {'' if v is None else v} |" for k, v in rows)
     metrics = meta.get("metrics") or {}
     loss = f"\nTraining loss at this step: {metrics['loss']:.4f}.\n" if metrics.get("loss") else ""
+    project = f"[pythia-workflow]({project_url})" if project_url else "pythia-workflow"
     return f"""---
 library_name: transformers
 tags: [pythia, gpt-neox, pythia-workflow]
@@ -42,8 +46,8 @@ tags: [pythia, gpt-neox, pythia-workflow]
 
 # {repo_id} ({branch})
 
-A Pythia-style checkpoint trained with [pythia-workflow](https://github.com/). Every
-checkpoint of the suite is a branch `step{{N}}` of this repository; `main` is the final step.
+A Pythia-style checkpoint trained with {project}. Every checkpoint of the suite is a
+branch `step{{N}}` of this repository; `main` is the final step.
 
 | | |
 |---|---|

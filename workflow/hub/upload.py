@@ -44,6 +44,7 @@ def publish_checkpoint(
     private: bool = False,
     final: bool = False,
     force: bool = False,
+    project_url: str | None = None,
 ) -> dict[str, Any]:
     """Upload every file of `ckpt_dir` except ``deepspeed/`` to `repo_id` at `branch`.
 
@@ -57,7 +58,7 @@ def publish_checkpoint(
     files = [f for f in checkpoint_files(ckpt_dir) if f != MODEL_CARD]
     _verify_recorded_digests(ckpt_dir)
     step = checkpoint_step(ckpt_dir, branch)
-    card = model_card(ckpt_dir, repo_id, branch, step).encode()
+    card = model_card(ckpt_dir, repo_id, branch, step, project_url).encode()
     extra: dict[str, Any] = {}
     if backend == "local_git":
         root = require_local_root(local_root)
