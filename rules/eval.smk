@@ -125,7 +125,11 @@ rule eval_table:
     input:
         JOBS.eval_results(),
     output:
-        csv=run_path("tables", "evals.csv"),
+        csv=report(
+            run_path("tables", "evals.csv"),
+            caption="../report/evals.rst",
+            category="Evaluation over training",
+        ),
         parquet=run_path("tables", "evals.parquet"),
     log:
         run_path("logs", "tables", "evals.log"),
@@ -139,7 +143,11 @@ rule compare_paper:
     input:
         run_path("tables", "evals.parquet"),
     output:
-        run_path("tables", "compare_paper.csv"),
+        report(
+            run_path("tables", "compare_paper.csv"),
+            caption="../report/compare_paper.rst",
+            category="Evaluation by model size",
+        ),
     log:
         run_path("logs", "tables", "compare_paper.log"),
     conda:

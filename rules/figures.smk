@@ -88,7 +88,12 @@ rule score_table:
     input:
         run_path("tables", "evals.csv"),
     output:
-        csv=run_path("tables", "scores", "{shots}shot_step{step}_{variant}.csv"),
+        csv=report(
+            run_path("tables", "scores", "{shots}shot_step{step}_{variant}.csv"),
+            caption="../report/score_table.rst",
+            category="Evaluation by model size",
+            subcategory="{shots}-shot tables",
+        ),
         md=run_path("tables", "scores", "{shots}shot_step{step}_{variant}.md"),
     log:
         run_path("logs", "tables", "scores_{shots}shot_step{step}_{variant}.log"),

@@ -132,7 +132,11 @@ rule intervention_table:
     input:
         [e for iv in JOBS.interventions for _, e in iv.evals],
     output:
-        run_path("tables", "intervention.csv"),
+        report(
+            run_path("tables", "intervention.csv"),
+            caption="../report/intervention_table.rst",
+            category="Gender-bias intervention",
+        ),
     log:
         run_path("logs", "tables", "intervention.log"),
     conda:
@@ -156,7 +160,11 @@ rule fig_intervention:
         run_path("tables", "intervention.csv"),
     output:
         pdf=run_path("figures", "intervention_{fig}.pdf"),
-        png=run_path("figures", "intervention_{fig}.png"),
+        png=report(
+            run_path("figures", "intervention_{fig}.png"),
+            caption="../report/intervention_figure.rst",
+            category="Gender-bias intervention",
+        ),
     log:
         run_path("logs", "figures", "intervention_{fig}.log"),
     wildcard_constraints:

@@ -78,7 +78,11 @@ rule memorization_table:
     input:
         JOBS.memorization_results(),
     output:
-        run_path("tables", "memorization.csv"),
+        report(
+            run_path("tables", "memorization.csv"),
+            caption="../report/memorization_table.rst",
+            category="Memorization",
+        ),
     log:
         run_path("logs", "tables", "memorization.log"),
     conda:

@@ -91,8 +91,16 @@ rule term_frequency_table:
         evals=JOBS.term_frequency_results(),
         counts=run_path("term_frequency", f"counts_{TF['variant']}.csv"),
     output:
-        table=run_path("tables", "term_frequency.csv"),
-        gap_csv=run_path("tables", "term_frequency_gap.csv"),
+        table=report(
+            run_path("tables", "term_frequency.csv"),
+            caption="../report/term_frequency_table.rst",
+            category="Term frequency",
+        ),
+        gap_csv=report(
+            run_path("tables", "term_frequency_gap.csv"),
+            caption="../report/term_frequency_gap.rst",
+            category="Term frequency",
+        ),
         gap_md=run_path("tables", "term_frequency_gap.md"),
     log:
         run_path("logs", "tables", "term_frequency.log"),
@@ -111,7 +119,12 @@ rule fig_term_frequency:
         run_path("tables", "term_frequency.csv"),
     output:
         pdf=run_path("figures", "term_frequency_{operation}.pdf"),
-        png=run_path("figures", "term_frequency_{operation}.png"),
+        png=report(
+            run_path("figures", "term_frequency_{operation}.png"),
+            caption="../report/term_frequency.rst",
+            category="Term frequency",
+            subcategory="{operation}",
+        ),
     log:
         run_path("logs", "figures", "term_frequency_{operation}.log"),
     wildcard_constraints:

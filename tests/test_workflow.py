@@ -221,6 +221,29 @@ def test_report_embeds_figures_and_plan(run, tmp_path):
     assert {"lambada_over_training.pdf", "piqa_style.png", "jobs.csv", "summary.csv"} <= files
     html = zipfile.ZipFile(out).read(next(n for n in names if n.endswith("report.html")))
     assert b"Figs. 10-15 of Biderman" in html and b"estimated FLOPs" in html  # captions
+    # every figure (as its pdf or png) and every table (as its csv) that `rule all` builds
+    from workflow.core.config import SuiteConfig, load_config
+    from workflow.plan.jobs import SuiteJobs
+
+    targets = SuiteJobs(SuiteConfig.from_dict(load_config(CI_CONFIG))).final_targets()
+    wanted = {
+        path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        for path in targets
+        if "/figures/" in path or "/tables/" in path
+    }
+    reported = {name.rsplit(".", 1)[0] for name in files if name.endswith((".pdf", ".png", ".csv"))}
+    assert wanted <= reported, sorted(wanted - reported)
+    for category in (
+        "Evaluation over training",
+        "Evaluation by model size",
+        "Memorization",
+        "Term frequency",
+        "Gender-bias intervention",
+        "Compute plan",
+    ):
+        assert category.encode() in html, category
+    for paper in (b"Fig. 7 of Biderman", b"Table 4 of Biderman", b"Fig. 1 of Biderman"):
+        assert paper in html
 
 
 def test_intervention_control_is_the_main_run_and_figures(run):
