@@ -43,11 +43,7 @@ COLUMNS = [
     "flops",
     "gpu_hours",
     "storage_bytes",
-    "mem_mb",
-    "disk_mb",
-    "runtime",
 ]
-RESOURCE_COLUMNS = ("mem_mb", "disk_mb", "runtime")  # what a data job asks its node for
 SUMMARY_COLUMNS = [
     "size",
     "gpus",
@@ -81,7 +77,7 @@ def _gb(nbytes: float) -> float:
 
 
 def job(rule: str, stage: str, variant: str, size: str, first: int, last: int, **kw) -> dict:
-    row = dict.fromkeys(COLUMNS, 0) | dict.fromkeys(RESOURCE_COLUMNS, "")
+    row = dict.fromkeys(COLUMNS, 0)
     row.update(rule=rule, stage=stage, variant=variant, size=size, first_step=first)
     row.update(last_step=last, **kw)
     return row
@@ -124,21 +120,11 @@ def forward_job(
 
 @stage_estimator
 def data_jobs(jobs: SuiteJobs) -> Iterator[dict]:
-    """The data jobs of a corpus source (`workflow.data.jobs`: shards, band groups, each job's
-    mem_mb, disk_mb and runtime from the corpus size), then the packed training samples of
-    each variant (uint16 tokens, seq_length + 1 per sample)."""
+    """The packed training samples of each variant (uint16 tokens, seq_length + 1 per sample)."""
     if not jobs.trained:
         return
-    corpus = jobs.config["data"]["source"] in ("generated", "pile_jsonl")
-    for dj in jobs.data.jobs(jobs.variants) if corpus else ():
-        res = {k: dj.resources[k] for k in RESOURCE_COLUMNS}
-        for _ in range(dj.count):
-            yield job(
-                dj.rule, "data", "", "", 0, 0, nodes=1, **res, storage_bytes=res["disk_mb"] << 20
-            )
     t = jobs.suite.training
     samples = t.num_samples(jobs.config["data"]["sample_margin"])
-    pack = jobs.data.pack_resources(samples) if corpus else {}
     for variant in jobs.variants:
         yield job(
             "pack_shuffle",
@@ -149,7 +135,6 @@ def data_jobs(jobs: SuiteJobs) -> Iterator[dict]:
             0,
             nodes=1,
             storage_bytes=samples * (t.seq_length + 1) * 2,
-            **{k: pack[k] for k in RESOURCE_COLUMNS if k in pack},
         )
 
 
