@@ -11,7 +11,7 @@ from workflow.core.config import ConfigError, SuiteConfig, validate_config
 from workflow.core.identity import config_hash
 from workflow.core.tasks import BIAS_TASKS, CHOICE_TASKS, CLOZE_TASK
 from workflow.data.planted import occupation_subset
-from workflow.data.releases import release_for
+from workflow.core.releases import release_for
 from workflow.plan.jobs import SuiteJobs
 from workflow.plan.profiles import check_profile_variables
 from workflow.plan.resources import check_node_fit, eval_resources, train_resources

@@ -1,4 +1,4 @@
-"""workflow.data.releases, download_release, merge_release: EleutherAI's released Pythia data,
+"""workflow.core.releases, download_release, merge_release: EleutherAI's released Pythia data,
 downloaded through the real huggingface_hub client from minihub (a loopback Hub-API test double
 that serves dataset repos with LFS metadata and HTTP Range requests), merged and checked."""
 
@@ -17,7 +17,7 @@ from workflow.data.download_release import download_release_file
 from workflow.data.indexed_dataset import MMapIndexedDataset, write_indexed_dataset
 from workflow.data.merge_release import merge_shards, write_merge_meta
 from workflow.data.pack_shuffle import pack_samples
-from workflow.data.releases import RELEASES, ReleaseError, release_for
+from workflow.core.releases import RELEASES, ReleaseError, release_for
 
 SEQ = 16
 

@@ -113,7 +113,7 @@ def _data_problems(config: Config) -> list[str]:
     if data["source"] == "pile_jsonl" and not data["pile"]["urls"]:
         problems.append("data.pile.urls: source 'pile_jsonl' needs at least one URL or path")
     if data["source"] in RELEASED_SOURCES:
-        from workflow.data.releases import release_for
+        from workflow.core.releases import release_for
 
         repos = release_for(data).repos
         for v in config["variants"]:

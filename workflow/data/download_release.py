@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from workflow.core.io import git_blob_id, sha256_file
-from workflow.data.releases import Release, ReleaseError
+from workflow.core.releases import Release, ReleaseError
 
 
 def download_release_file(

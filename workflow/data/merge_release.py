@@ -16,7 +16,7 @@ import numpy as np
 
 from workflow.core.io import atomic_path, sha256_file, write_json
 from workflow.data.indexed_dataset import MMapIndexedDataset, prefix_paths
-from workflow.data.releases import ReleaseError
+from workflow.core.releases import ReleaseError
 
 _CHUNK = 16 << 20
 

@@ -30,7 +30,7 @@ class ReleaseError(RuntimeError):
 
 
 def _published_hashes(name: str) -> dict[str, str]:
-    text = resources.files("workflow.data").joinpath("release_hashes", name).read_text()
+    text = resources.files("workflow.core").joinpath("release_hashes", name).read_text()
     pairs = (line.split() for line in text.splitlines() if line.strip() and line[0] != "#")
     return {file: digest for file, digest in pairs}
 
