@@ -82,6 +82,7 @@ rule term_frequency_counts:
         steps=TF["steps"],
         x1=TF["x1"],
         global_batch_size=SUITE.training.global_batch_size,
+        protocol=TF["protocol"],
     script:
         "../scripts/term_frequency/term_frequency_counts.py"
 
@@ -135,5 +136,6 @@ rule fig_term_frequency:
         shots=TF_FIGURE_SHOTS,
         sizes=SIZES,
         bins=TF["bins"],
+        protocol=TF["protocol"],
     script:
         "../scripts/term_frequency/fig_term_frequency.py"

@@ -17,12 +17,22 @@ from workflow.studies.term_frequency.config import TermFrequencyError, check_con
 from workflow.studies.term_frequency.counts import (
     NUMBER_RE,
     NumberTokens,
+    TokenBytes,
+    clean_up_spaces,
     count_numbers,
     count_numbers_reference,
+    count_windows,
     cumulative_counts,
+    decode_rows_as_pythia,
+    pythia_window_numbers,
 )
 from workflow.studies.term_frequency.evaluate import per_x1_accuracy
-from workflow.studies.term_frequency.figure import binned_accuracy, frequency_bins
+from workflow.studies.term_frequency.figure import (
+    binned_accuracy,
+    frequency_bins,
+    plot_frequency_accuracy,
+    pythia_bins,
+)
 from workflow.studies.term_frequency.table import frequency_gap, frequency_table, gap_table
 from workflow.studies.term_frequency.tasks import (
     answer_of,
@@ -165,7 +175,137 @@ def test_tokenizer_that_is_not_byte_level_is_refused(tmp_path):
         NumberTokens.from_tokenizer(tmp_path / "missing.json")
 
 
+# ------------------------------------------------------------- Pythia's count (protocol pythia)
+
+# Hand-computed from Pythia's rule (run_freq_count.py): line = " " + row; a window starts at
+# every " <1-5 digits> " followed by 1-3 words (word characters or punctuation) each followed by
+# whitespace, then 1-5 digits; every number of every window counts once.
+PYTHIA_ROWS = [
+    (" 12 apples and 7 pears", {12: 1, 7: 1}),  # one window, " 12 apples and 7"
+    ("1 2 3 4", {1: 1, 2: 2, 3: 2, 4: 2}),  # " 1 2 3 4" and " 2 3 4"; " 3 4" has no word
+    ("year 1999 was 2000", {1999: 1, 2000: 1}),
+    ("no numbers", {}),
+    ("3 plus 4 is 7.", {3: 1, 4: 2, 7: 2}),  # " 3 plus 4 is 7" and " 4 is 7"
+    ("5 apples", {}),  # a number with no second number within 3 words: not counted
+    ("007 x 3", {7: 1, 3: 1}),  # leading zeros dropped (int)
+    ("123456 and 7", {}),  # 6 digits cannot start a window, so 7 is in none
+    ("1 2 3 4 5 6", {1: 1, 2: 2, 3: 3, 4: 4, 5: 4, 6: 3}),  # at most 3 words between
+    ("Q:What is 3 plus 4? A: 7", {3: 1, 4: 1, 7: 1}),  # the embedded corpus's line
+    ("Q:What is 3 plus 4? A:7", {3: 1, 4: 1}),  # Pythia's format: "A:7" is no window end
+    ("5 , 6 and 1 2", {5: 1, 6: 2, 1: 2, 2: 1}),  # before clean-up (see below)
+]
+
+
+@pytest.mark.parametrize("text, expected", PYTHIA_ROWS)
+def test_pythia_window_count_of_hand_written_rows(text, expected):
+    assert Counter(pythia_window_numbers(text)) == Counter(expected)
+
+
+def test_count_windows_gives_row_and_value_per_count():
+    rows, values = count_windows([t for t, _ in PYTHIA_ROWS])
+    got = Counter(zip(rows.tolist(), values.tolist(), strict=True))
+    want = Counter({(r, v): n for r, (_, e) in enumerate(PYTHIA_ROWS) for v, n in e.items()})
+    assert got == want
+    empty = count_windows(["no numbers", ""])
+    assert empty[0].size == empty[1].size == 0
+
+
+def test_rows_decode_as_transformers_did_for_pythia(tmp_path):
+    # GPTNeoXTokenizerFast.batch_decode then: special tokens kept, clean_up_tokenization_spaces
+    assert clean_up_spaces("5 , 6 and 1 2 . Is it ? I don 't , it 's") == (
+        "5, 6 and 1 2. Is it? I don 't, it's"
+    )
+    tok_path = tmp_path / "tokenizer.json"
+    tok_path.write_text(_tokenizer_json())
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tok_path))
+    token_bytes = TokenBytes.from_tokenizer(tok_path)
+    rows = np.array([(tok.encode("5 , 6 and 1 2").ids + [0] * 30)[:30]])
+    (text,) = decode_rows_as_pythia(rows, token_bytes)
+    assert text.startswith("5, 6 and 1 2<|endoftext|>")
+    assert Counter(pythia_window_numbers(text)) == Counter({6: 1, 1: 1, 2: 1})  # 5 is out
+    # the vectorised decode is the tokenizer's, broken UTF-8 and special tokens included
+    noise = np.random.default_rng(0).integers(0, tok.get_vocab_size(), size=(300, 37))
+    plain = tok.decode_batch(noise.tolist(), skip_special_tokens=False)
+    assert token_bytes.decode(noise, block_tokens=100) == plain
+    assert any("\ufffd" in t for t in plain) and any("<|endoftext|>" in t for t in plain)
+    with pytest.raises(TermFrequencyError, match="token id 300 is outside"):
+        token_bytes.decode(np.array([[1, 300]]))
+
+
+def test_cumulative_counts_with_pythias_protocol(tmp_path):
+    tok_path = tmp_path / "tokenizer.json"
+    tok_path.write_text(_tokenizer_json())
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tok_path))
+    # even rows "3 plus 4 is 7." (3: 1, 4: 2, 7: 2), odd rows "5 , 6 and 1 2" counted after
+    # the clean-up as "5, 6 and 1 2" (6, 1, 2 once each); padded with <|endoftext|>
+    texts = ["3 plus 4 is 7.", "5 , 6 and 1 2"]
+    rows = [(tok.encode(texts[i % 2]).ids + [0] * 30)[:30] for i in range(24)]
+    prefix = _sample_file(tmp_path, rows)
+    batch, steps, values = 4, [6, 1, 3], list(range(10))
+    counts = cumulative_counts(
+        prefix, tok_path, steps, batch, values, chunk_tokens=3 * 30, protocol="pythia"
+    )
+    for i, step in enumerate(steps):
+        half = step * batch // 2
+        want = Counter({3: half, 4: 2 * half, 7: 2 * half, 6: half, 1: half, 2: half})
+        assert counts[i].tolist() == [want[v] for v in values], step
+    embedded = cumulative_counts(prefix, tok_path, [1], batch, values)
+    assert embedded[0].tolist() == [0, 2, 2, 2, 2, 2, 2, 2, 0, 0]  # every number once
+    with pytest.raises(TermFrequencyError, match="unknown protocol 'razeghi'"):
+        cumulative_counts(prefix, tok_path, [1], batch, values, protocol="razeghi")
+
+
 # ------------------------------------------------------------------------------------ tasks
+
+
+def test_pythia_prompts_are_lm_eval_03_few_shot_contexts():
+    # Pythia's doc_to_text "Q:What is {x1} plus {x2}? A:", doc_to_target "{y}" (no space),
+    # lm-eval 0.3's fewshot_context: examples joined by "\n\n", then "\n\n" and the question
+    docs = arithmetic_documents("plus", [3, 5], [1, 2], 2, seed=0, protocol="pythia")
+    assert [d["prompt"] for d in docs[:2]] == [
+        "Q:What is 5 plus 1? A:6\n\nQ:What is 5 plus 2? A:7\n\nQ:What is 3 plus 1? A:",
+        "Q:What is 5 plus 2? A:7\n\nQ:What is 5 plus 1? A:6\n\nQ:What is 3 plus 2? A:",
+    ]
+    assert docs[1]["answer"] == "5"
+    times = arithmetic_documents("times", [3, 5], [1, 2], 2, seed=0, protocol="pythia")
+    assert times[2]["prompt"] == (
+        "Q:What is 3 times 1? A:3\n\nQ:What is 3 times 2? A:6\n\nQ:What is 5 times 1? A:"
+    )
+    zero = arithmetic_documents("times", [3, 5], [1, 2], 0, seed=0, protocol="pythia")
+    assert [d["prompt"] for d in zero] == [
+        "Q:What is 3 times 1? A:",
+        "Q:What is 3 times 2? A:",
+        "Q:What is 5 times 1? A:",
+        "Q:What is 5 times 2? A:",
+    ]
+    # the embedded default: the same examples in the corpus's format, one per line
+    embedded = arithmetic_documents("plus", [3, 5], [1, 2], 2, seed=0)
+    assert embedded[1]["prompt"] == (
+        "Q:What is 5 plus 2? A: 7\nQ:What is 5 plus 1? A: 6\nQ:What is 3 plus 2? A:"
+    )
+    assert embedded == arithmetic_documents("plus", [3, 5], [1, 2], 2, 0, "embedded")
+    with pytest.raises(TermFrequencyError, match="unknown protocol 'razeghi'"):
+        arithmetic_documents("plus", [3, 5], [1, 2], 2, seed=0, protocol="razeghi")
+
+
+def test_pythia_task_files_score_as_pythia_did(tmp_path):
+    build_arithmetic_tasks(
+        tmp_path / "p", operations=["plus"], x1=[0, 4], x2=[1, 2], shots=[2], protocol="pythia"
+    )
+    build_arithmetic_tasks(tmp_path / "e", operations=["plus"], x1=[0, 4], x2=[1, 2], shots=[2])
+    name = "term_frequency_plus_2shot"
+    docs = [json.loads(x) for x in (tmp_path / "p" / f"{name}.jsonl").read_text().splitlines()]
+    assert all(re.fullmatch(r"(Q:What is \d+ plus \d+\? A:\d+\n\n){2}Q:What is \d+ plus \d+\? A:",
+                            d["prompt"]) for d in docs)  # fmt: skip
+    # greedy until a newline, the first 1-5 digit number by exact match: as the embedded task
+    spec_p = yaml.safe_load((tmp_path / "p" / f"{name}.yaml").read_text())
+    spec_e = yaml.safe_load((tmp_path / "e" / f"{name}.yaml").read_text())
+    spec_p.pop("dataset_kwargs"), spec_e.pop("dataset_kwargs")
+    assert spec_p == spec_e
 
 
 def test_shots_never_share_x1_and_answers_are_right():
@@ -270,6 +410,47 @@ def test_table_joins_counts_and_bins_average_accuracy():
         frequency_table([("m", 8, {"per_x1": per_x1})], counts)
 
 
+def test_pythia_bins_are_fixed_and_right_closed():
+    edges = pythia_bins()
+    assert np.array_equal(edges, np.logspace(5, np.log10(2e8), 20))
+    assert len(edges) == 20 and edges[0] == 1e5 and edges[-1] == pytest.approx(2e8)
+    # pandas.cut's (lo, hi] bins, drawn at the left edge as an integer (Pythia's labels)
+    counts = [edges[0], edges[1], edges[1] + 1, 3e8, 0]
+    x, y, n = binned_accuracy([1.0, 0.5, 0.0, 1.0, 1.0], counts, edges, "pythia")
+    assert x.tolist() == [100000, int(edges[1])] and y.tolist() == [0.5, 0.0]
+    assert n.tolist() == [1, 1]  # 1e5 itself, 3e8 and 0 fall outside
+    x, y, n = binned_accuracy([1.0, 0.5, 0.0, 1.0, 1.0], counts, edges)  # embedded: [lo, hi)
+    assert n.tolist() == [1, 2] and y.tolist() == [1.0, 0.25]
+
+
+def test_pythia_figure_uses_the_fixed_bins(tmp_path):
+    import pandas as pd
+
+    rows = [
+        ("70m", step, "plus", 16, x1, 1, 2, acc, count)
+        for step, acc in [(13000, 0.5), (39000, 1.0)]
+        for x1, count in [(0, 2e5), (1, 3e5), (2, 5e7), (3, 10)]
+    ]
+    table = pd.DataFrame(
+        rows,
+        columns=["size", "step", "operation", "shots", "x1", "correct", "documents",
+                 "accuracy", "count"],
+    )  # fmt: skip
+    kw = dict(operation="plus", shots=16, sizes_order=["70m"], num_bins=3)
+    fig = plot_frequency_accuracy(
+        table, tmp_path / "p.pdf", tmp_path / "p.png", **kw, protocol="pythia"
+    )
+    ax = fig.axes[0]
+    edges = pythia_bins()  # 1e5 * 2000 ** (i / 19): 1e5, 1.49e5, 2.23e5, 3.33e5, ...
+    assert edges[1] < 2e5 <= edges[2] < 3e5 <= edges[3] and edges[15] < 5e7 <= edges[16]
+    want = [int(edges[1]), int(edges[2]), int(edges[15])]  # count 10 is below 1e5: left out
+    assert ax.lines[0].get_xdata().tolist() == want
+    assert ax.get_ylim() == (0.0, 1.0)
+    assert (tmp_path / "p.pdf").stat().st_size and (tmp_path / "p.png").stat().st_size
+    fig = plot_frequency_accuracy(table, tmp_path / "e.pdf", tmp_path / "e.png", **kw)
+    assert len(fig.axes[0].lines[0].get_xdata()) == 3  # embedded: 3 bins over 10..5e7
+
+
 def _tf(**over):
     tf = dict(
         steps=[2, 4], variant="deduped", operations=["plus"], x1=[0, 9], x2=[1, 2],
@@ -287,6 +468,7 @@ def _tf(**over):
         (dict(figure_shots=16), "term_frequency.figure_shots: 16 is not in shots"),
         (dict(table_shots=[0, 4]), "term_frequency.table_shots"),
         (dict(operations=["minus"]), "term_frequency.operations: unknown 'minus'"),
+        (dict(protocol="razeghi"), "term_frequency.protocol: 'razeghi' is not one of"),
     ],
 )
 def test_bad_config_is_refused_naming_the_key(over, message):

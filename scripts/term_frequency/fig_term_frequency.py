@@ -15,4 +15,5 @@ with log_to(sm.log[0]):
         shots=sm.params.shots,
         sizes_order=sm.params.sizes,
         num_bins=sm.params.bins,
+        protocol=sm.params.protocol,
     )

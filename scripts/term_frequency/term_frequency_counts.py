@@ -19,8 +19,12 @@ with log_to(sm.log[0]) as log:
         steps,
         sm.params.global_batch_size,
         x1,
+        protocol=sm.params.protocol,
     )
     seconds = time.perf_counter() - started
     rows = [(s, v, int(counts[i, j])) for i, s in enumerate(steps) for j, v in enumerate(x1)]
     write_table(pd.DataFrame(rows, columns=["step", "x1", "count"]), sm.output[0])
-    log.info("counted %d steps x %d x1 in %.2f s", len(steps), len(x1), seconds)
+    log.info(
+        "counted %d steps x %d x1 (protocol %s) in %.2f s",
+        len(steps), len(x1), sm.params.protocol, seconds,
+    )  # fmt: skip

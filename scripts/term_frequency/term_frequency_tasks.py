@@ -16,5 +16,6 @@ with log_to(sm.log[0]) as log:
         shots=tf["shots"],
         max_new_tokens=tf["max_new_tokens"],
         seed=sm.params.seed,
+        protocol=tf["protocol"],
     )
     log.info("documents per task: %s", counts)

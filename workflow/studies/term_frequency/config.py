@@ -6,10 +6,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 OPERATIONS = {"plus": lambda a, b: a + b, "times": lambda a, b: a * b}
+# term_frequency.protocol: `embedded` scores the tiny suite on the format its corpus plants
+# ("Q:What is x1 plus x2? A: y" lines) and counts every standalone number; `pythia` is Pythia's
+# own case study (case-studies/term_frequency/ in EleutherAI/pythia): its prompts and few-shot
+# joining, its windowed number count on the decoded rows and its fixed Fig. 7 bins.
+PROTOCOLS = ("embedded", "pythia")
 
 
 class TermFrequencyError(ValueError):
     """Bad input for the term-frequency study; the message names it."""
+
+
+def check_protocol(protocol: str) -> str:
+    """`protocol` when it is one of PROTOCOLS."""
+    if protocol not in PROTOCOLS:
+        raise TermFrequencyError(f"unknown protocol {protocol!r}: use one of {list(PROTOCOLS)}")
+    return protocol
 
 
 def span(key: str, lo_hi: Sequence[int]) -> list[int]:
@@ -31,6 +43,11 @@ def check_config(tf: dict, *, schedule: Sequence[int], variants: Sequence[str]) 
     if missing:
         raise TermFrequencyError(
             f"term_frequency.steps: {missing} are not checkpoints of the training schedule"
+        )
+    protocol = tf.get("protocol", "embedded")
+    if protocol not in PROTOCOLS:
+        raise TermFrequencyError(
+            f"term_frequency.protocol: {protocol!r} is not one of {list(PROTOCOLS)}"
         )
     for key in ("x1", "x2"):
         span(key, tf[key])

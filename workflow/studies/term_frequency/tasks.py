@@ -7,6 +7,15 @@ answer away. ``build_arithmetic_tasks`` writes one lm-eval ``generate_until`` ta
 (operation, shots), the few-shot prompt built into each document, with x1 and x2 as document
 fields: per-x1 accuracy then comes from lm-eval's logged samples (one task per x1 would make
 lm-eval build 100 tasks per operation).
+
+Two prompt formats (term_frequency.protocol). ``pythia``, Pythia's case study under lm-eval 0.3:
+an example is the question and its answer with no space between (``Q:What is 3 plus 4? A:7``),
+examples are joined by a blank line and a blank line precedes the asked question (lm-eval 0.3's
+fewshot_context). ``embedded``, the default: the format the embedded corpus plants, one question
+per line with a space before the answer (``Q:What is 3 plus 4? A: 7``), so the tiny suite is
+scored on the text it was trained on. Zero-shot prompts are the question alone in both. The
+examples themselves are drawn the same way in both (k distinct pairs of other x1, seeded per
+document); lm-eval 0.3's own draw (one random.Random per run over every task) is not replayed.
 """
 
 from __future__ import annotations
@@ -18,7 +27,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from workflow.eval.task_files import metric, task_spec, write_jsonl, write_task_file
-from workflow.studies.term_frequency.config import OPERATIONS, TermFrequencyError, span
+from workflow.studies.term_frequency.config import (
+    OPERATIONS,
+    TermFrequencyError,
+    check_protocol,
+    span,
+)
 
 ANSWER_RE = re.compile(r"(\d{1,5})")  # Razeghi et al. score the first 1-5 digit number
 TASK_NAME = re.compile(r"^term_frequency_(?P<operation>[a-z]+)_(?P<shots>\d+)shot$")
@@ -33,6 +47,19 @@ def question(x1: int, operation: str, x2: int) -> str:
     return f"Q:What is {x1} {operation} {x2}? A:"
 
 
+def shot(x1: int, operation: str, x2: int, answer: int, protocol: str = "embedded") -> str:
+    """One solved example: the question, then the answer after a space (embedded) or right
+    after ``A:`` (pythia: doc_to_text + doc_to_target)."""
+    sep = "" if protocol == "pythia" else " "
+    return f"{question(x1, operation, x2)}{sep}{answer}"
+
+
+def prompt(examples: Sequence[str], asked: str, protocol: str = "embedded") -> str:
+    """The asked question after the solved examples: one per line (embedded), or separated by
+    blank lines (pythia, lm-eval 0.3's fewshot_context); the question alone without examples."""
+    return ("\n\n" if protocol == "pythia" else "\n").join([*examples, asked])
+
+
 def answer_of(generated: str) -> str | None:
     """The first 1-5 digit number of a generation (Razeghi et al.'s answer extraction)."""
     m = ANSWER_RE.search(generated)
@@ -40,11 +67,18 @@ def answer_of(generated: str) -> str | None:
 
 
 def arithmetic_documents(
-    operation: str, x1_values: Sequence[int], x2_values: Sequence[int], shots: int, seed: int
+    operation: str,
+    x1_values: Sequence[int],
+    x2_values: Sequence[int],
+    shots: int,
+    seed: int,
+    protocol: str = "embedded",
 ) -> list[dict]:
     """One document per (x1, x2): {x1, x2, prompt, answer}. The `shots` examples of a document
     are distinct (a, b) pairs with a != x1 (Razeghi's few-shot pool: every other x1 x every x2),
-    drawn with a seed of their own, one question per line before the asked one."""
+    drawn with a seed of their own, before the asked question in `protocol`'s format (shot,
+    prompt)."""
+    check_protocol(protocol)
     if operation not in OPERATIONS:
         raise TermFrequencyError(
             f"unknown operation {operation!r}: use one of {sorted(OPERATIONS)}"
@@ -66,13 +100,13 @@ def arithmetic_documents(
         for x2 in x2_values:
             rng = random.Random(f"{seed}-{operation}-{shots}-{x1}-{x2}")
             picks = rng.sample(range(len(others) * len(x2_values)), shots)
-            lines = [
-                f"{question(a, operation, b)} {op(a, b)}"
+            examples = [
+                shot(a, operation, b, op(a, b), protocol)
                 for a, b in (divmod(i, len(x2_values)) for i in picks)
                 for a, b in [(others[a], x2_values[b])]
             ]
-            lines.append(question(x1, operation, x2))
-            docs.append({"x1": x1, "x2": x2, "prompt": "\n".join(lines), "answer": str(op(x1, x2))})
+            text = prompt(examples, question(x1, operation, x2), protocol)
+            docs.append({"x1": x1, "x2": x2, "prompt": text, "answer": str(op(x1, x2))})
     return docs
 
 
@@ -116,15 +150,17 @@ def build_arithmetic_tasks(
     shots: Sequence[int],
     max_new_tokens: int = 16,
     seed: int = 1234,
+    protocol: str = "embedded",
 ) -> dict[str, int]:
-    """`<task>.jsonl` + `<task>.yaml` for every (operation, shots) into `out_dir`; returns the
-    document count per task. `x1`, `x2` are inclusive [lo, hi] ranges."""
+    """`<task>.jsonl` + `<task>.yaml` for every (operation, shots) into `out_dir`, prompts in
+    `protocol`'s format; returns the document count per task. `x1`, `x2` are inclusive [lo, hi]
+    ranges."""
     x1_values, x2_values = span("x1", x1), span("x2", x2)
     out_dir = Path(out_dir)
     counts = {}
     for operation in operations:
         for k in shots:
-            docs = arithmetic_documents(operation, x1_values, x2_values, int(k), seed)
+            docs = arithmetic_documents(operation, x1_values, x2_values, int(k), seed, protocol)
             name = task_name(operation, int(k))
             data = out_dir / f"{name}.jsonl"
             write_jsonl(data, docs)
