@@ -2,6 +2,8 @@
 
 python -m bench.run            # full sizes (~10 minutes, ~10 GB RAM at peak)
 python -m bench.run --quick    # small sizes: a smoke test
+python -m bench.run --data-scale [--quick]   # issue 17: dedup jobs at 1M/3M/10M documents
+                               # (~10 minutes, ~6 GB of disk, < 1 GB RSS a job), tokenize + merge
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench import data_scale, memorization, minhash, scale, tokenize, train
 from bench import eval as eval_bench
-from bench import memorization, minhash, scale, tokenize, train
 from bench import term_frequency as term_frequency_bench
 from bench.common import Result, table
 
@@ -42,6 +44,30 @@ QUICK = {
 }
 
 
+# documents at 3% copies; `high`: one run at the Pile's share of copies (~1/3), for the fit
+DATA_SCALE = {
+    "documents": (1_000_000, 3_000_000, 10_000_000),
+    "high": (3_000_000, 0.3),
+    "check": 100_000,
+    "tokenize_mb": 20,
+}
+DATA_SCALE_QUICK = {
+    "documents": (100_000, 300_000, 1_000_000),
+    "high": (300_000, 0.3),
+    "check": 20_000,
+    "tokenize_mb": 2,
+}
+
+
+def run_data_scale(sizes: dict, work: Path) -> list[Result]:
+    """The data stages at scale (bench/data_scale.py): the largest size runs last."""
+    results, _ = data_scale.run_dedup(
+        work / "dedup", sizes["documents"], sizes["check"], sizes["high"]
+    )
+    tok = data_scale.run_tokenize(work / "tokenize", sizes["tokenize_mb"], 16384)
+    return [tok, *results]
+
+
 def run_all(sizes: dict, work: Path) -> list[Result]:
     return [
         tokenize.run(work / "tokenize", sizes["tokenize_mb"], sizes["vocab"], workers=2),
@@ -66,10 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
     parser.add_argument("--workdir", help="scratch directory (default: a temporary one)")
+    parser.add_argument("--data-scale", action="store_true", help="the data stages at scale")
     args = parser.parse_args(argv)
-    sizes = QUICK if args.quick else FULL
     with tempfile.TemporaryDirectory(prefix="pythia-bench.", dir=args.workdir) as work:
-        results = run_all(sizes, Path(work))
+        if args.data_scale:
+            results = run_data_scale(DATA_SCALE_QUICK if args.quick else DATA_SCALE, Path(work))
+        else:
+            results = run_all(QUICK if args.quick else FULL, Path(work))
     print(f"machine: {machine()}\n")
     print(table(results))
     return 0

@@ -88,9 +88,8 @@ def test_write_plan_is_atomic_csv(tmp_path):
     summary = write_plan(raw, tmp_path / "jobs.csv", tmp_path / "summary.csv")
     header = (tmp_path / "jobs.csv").read_text().splitlines()[0]
     assert (
-        header
-        == "rule,stage,variant,size,first_step,last_step,gpus,nodes,gpu_mem_gb,flops,gpu_hours,"
-        "storage_bytes"
+        header == "rule,stage,variant,size,first_step,last_step,gpus,nodes,dp,tp,gpu_mem_gb,flops,"
+        "gpu_hours,storage_bytes,mem_mb,disk_mb,runtime"
     )
     assert "compute plan of run 'ci'" in summary
     assert not list(tmp_path.glob(".*"))
@@ -169,10 +168,31 @@ def test_multi_node_launch_is_one_srun_rank_per_gpu(paper, tmp_path):
         cpus_per_task=8,
     )
     assert cmd[:6] == ["srun", "-N", "32", "-n", "256", "--ntasks-per-node=8"]
+    # a node's 8 ranks are consecutive: its two tensor-parallel groups of 4 stay inside it
+    assert "--distribution=block" in cmd
     assert "--cpus-per-task=8" in cmd
     assert cmd[cmd.index("-m") + 1] == "workflow.train.launch"
     assert "--start-step" in cmd and "workflow.train.segment" not in cmd
     assert (tmp_path / f"suite-12b-deduped-{seg.end}.json").exists()
+
+
+def test_paper_plan_trains_6_9b_and_12b_as_pythia_did(paper_jobs, paper):
+    """Pythia's model parallelism: 6.9B on 128 GPUs as 64 data-parallel x 2 tensor-parallel,
+    12B on 256 as 64 x 4, micro-batch 8 x accumulation 2; every other size data-parallel only;
+    every training rank within the 40 GB of an A100 by the memory model."""
+    rows = {
+        j["size"]: j
+        for j in paper_jobs
+        if j["stage"] == "train" and j["variant"] == "standard" and j["last_step"] > 0
+    }
+    got = {s: (r["gpus"], r["dp"], r["tp"]) for s, r in rows.items()}
+    assert got["6.9b"] == (128, 64, 2) and got["12b"] == (256, 64, 4)
+    others = {s: v for s, v in got.items() if s not in ("6.9b", "12b")}
+    assert len(others) == 6 and all(tp == 1 and dp == gpus for gpus, dp, tp in others.values())
+    assert all(0 < r["gpu_mem_gb"] < 40 for r in rows.values()), rows
+    for size in ("6.9b", "12b"):
+        spec = paper.models[size]
+        assert (spec.micro_batch_size, spec.gradient_accumulation_steps) == (8, 2)
 
 
 def test_rank_environment_from_slurm():

@@ -11,8 +11,8 @@ from workflow.core.config import load_config
 from workflow.data import dedup_buckets, dedup_clusters, dedup_signatures
 from workflow.data.corpus import generate_corpus
 from workflow.data.dedup import deduplicate, minhash_lsh, read_dedup_outputs
-from workflow.data.dedup_buckets import agree_min, band_groups, bucket_pairs
-from workflow.data.dedup_clusters import write_clusters
+from workflow.data.dedup_buckets import band_groups, bucket_pairs
+from workflow.data.dedup_clusters import agree_min, write_clusters
 from workflow.data.dedup_signatures import lsh_bands, signature_shard, write_signature_shard
 from workflow.data.shards import corpus_shards
 
@@ -34,7 +34,7 @@ def _banded(sig_paths, tmp_path, bands_per_job, **kwargs):
     for g in range(len(band_groups(bands, bands_per_job))):
         pairs.append(tmp_path / f"group{g}.npy")
         bucket_pairs(sig_paths, g, pairs[-1], bands_per_job=bands_per_job)
-    write_clusters(pairs, tmp_path / "out", **kwargs)
+    write_clusters(sig_paths, pairs, tmp_path / "out", **kwargs)
     return read_dedup_outputs(tmp_path / "out")
 
 
@@ -83,7 +83,8 @@ def test_a_chain_is_not_one_cluster(tmp_path):
     for bands_per_job in (1, 2, 7):
         result = _banded(paths, tmp_path / str(bands_per_job), bands_per_job)
         assert (result.kept_ids, result.clusters) == (reference.kept_ids, [[2, 3]])
-        assert result.stats["pairs"] == 2  # (B, A) and (C, B): each once, whatever the bands
+        # bands 2-6 hold A, B and C; band 0 B and C; band 1 A and B: 7 buckets, 19 pairs
+        assert (result.stats["buckets"], result.stats["pairs"]) == (7, 19)
 
 
 def synthetic(n: int, rng, families: int, copies=(2, 40), edits=(0, 24)) -> np.ndarray:
@@ -112,10 +113,12 @@ def test_equals_minhash_lsh_on_planted_families(tmp_path, seed, monkeypatch):
     assert len(reference.kept_ids) < 2600
     one, four = _banded(paths, tmp_path / "a", 1), _banded(paths, tmp_path / "b", 4)
     assert (one.kept_ids, one.clusters) == (four.kept_ids, four.clusters)
-    assert one.stats["pairs"] == four.stats["pairs"]
+    assert (one.stats["pairs"], one.stats["buckets"]) == (
+        four.stats["pairs"],
+        four.stats["buckets"],
+    )
     # tiny passes, batches, pair chunks and windows: the same result, piece by piece
     monkeypatch.setattr(dedup_buckets, "BATCH_MEMBERS", 7)
-    monkeypatch.setattr(dedup_buckets, "PAIR_CHUNK", 5)
     monkeypatch.setattr(dedup_buckets, "PASS_DOCUMENTS", 500)
     result = _banded(paths, tmp_path / "c", 3, window_pairs=50)
     assert result.kept_ids == reference.kept_ids and result.clusters == reference.clusters
@@ -123,8 +126,8 @@ def test_equals_minhash_lsh_on_planted_families(tmp_path, seed, monkeypatch):
 
 
 def test_key_collisions_split_into_exact_buckets(tmp_path, monkeypatch):
-    # a weak key (a band's first value mod 3) puts unequal bands into one run and unequal
-    # signatures into one identical-copy group: the values are compared, the result unchanged
+    # a weak key (a band's first value mod 3) puts unequal bands into one run of equal keys:
+    # the bucket job compares the values, so the buckets and the result are unchanged
     def weak(sigs, bands, rows):
         return np.stack([sigs[:, b * rows].astype(np.uint64) % 3 for b in range(bands)])
 
@@ -132,7 +135,6 @@ def test_key_collisions_split_into_exact_buckets(tmp_path, monkeypatch):
     sigs = synthetic(400, rng, families=30)
     reference = minhash_lsh(_write(tmp_path / "ref", sigs), threshold=THRESHOLD)
     monkeypatch.setattr(dedup_signatures, "band_keys", weak)
-    monkeypatch.setattr(dedup_buckets, "band_keys", weak)
     result = _banded(_write(tmp_path, sigs), tmp_path, 7)
     assert result.kept_ids == reference.kept_ids and result.clusters == reference.clusters
 
@@ -145,7 +147,8 @@ def test_no_duplicates_and_all_duplicates(tmp_path):
     same = np.repeat(distinct[:1], 30, axis=0)
     result = _banded(_write(tmp_path / "s", same, shards=4), tmp_path / "s", 1)
     assert result.kept_ids == [0] and result.clusters == [list(range(30))]
-    assert result.stats["pairs"] == 29  # one pair a copy: later copies pair with the first only
+    # one bucket a band, 30 pairs each (the head's own included): not 30 * 29 / 2
+    assert (result.stats["buckets"], result.stats["pairs"]) == (7, 7 * 30)
 
 
 def test_one_process_chain_equals_jobs(tmp_path):
@@ -188,15 +191,15 @@ def test_missing_or_mismatched_inputs_are_named(tmp_path):
     for g, p in enumerate(groups):
         bucket_pairs(paths, g, p, bands_per_job=3)
     with pytest.raises(FileNotFoundError, match=r"gone1\.npy: no such bucket pair file"):
-        write_clusters([groups[0], tmp_path / "gone1.npy", groups[2]], tmp_path / "o")
+        write_clusters(paths, [groups[0], tmp_path / "gone1.npy", groups[2]], tmp_path / "o")
     with pytest.raises(ValueError, match=r"group2\.npy: is band group 2, expected group 1"):
-        write_clusters([groups[0], groups[2], groups[1]], tmp_path / "o")
+        write_clusters(paths, [groups[0], groups[2], groups[1]], tmp_path / "o")
     with pytest.raises(ValueError, match="2 band groups given, the bands were split into 3"):
-        write_clusters(groups[:2], tmp_path / "o")
+        write_clusters(paths, groups[:2], tmp_path / "o")
     bucket_pairs(paths, 0, tmp_path / "other.npy", bands_per_job=2)
     with pytest.raises(
         ValueError, match=r"group1\.npy: made with groups=3, the first group with groups=4"
     ):
-        write_clusters([tmp_path / "other.npy", *groups[1:]], tmp_path / "o")
+        write_clusters(paths, [tmp_path / "other.npy", *groups[1:]], tmp_path / "o")
     assert not (tmp_path / "o").exists()
-    assert dedup_clusters.write_clusters(groups, tmp_path / "o")["documents_in"] == 200
+    assert dedup_clusters.write_clusters(paths, groups, tmp_path / "o")["documents_in"] == 200

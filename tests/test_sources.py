@@ -1,4 +1,4 @@
-"""Shard download (with resume and checksum) against a local HTTP server, and shard joining."""
+"""Shard download (with resume and checksum) against a local HTTP server, and the held-out split."""
 
 import hashlib
 import json
@@ -8,8 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import zstandard
 
-from workflow.data.corpus_from_shards import concat_jsonl
 from workflow.data.download import DownloadError, download
+from workflow.data.heldout import split_heldout
 from workflow.data.jsonl import CorpusError, read_jsonl
 
 PAYLOAD = bytes(range(256)) * 4000  # ~1 MB
@@ -143,20 +143,25 @@ def _docs(path, texts, zst=False):
     return path
 
 
-def test_concat_jsonl(tmp_path):
-    a = _docs(tmp_path / "00.jsonl.zst", [f"a{i}" for i in range(5)], zst=True)
-    b = _docs(tmp_path / "01.jsonl", ["b0", "", "b1", "b2"])
-    stats = concat_jsonl([a, b], tmp_path / "train.jsonl", tmp_path / "heldout.jsonl", 2)
-    train = [r["text"] for _, r in read_jsonl(tmp_path / "train.jsonl")]
-    heldout = [r["text"] for _, r in read_jsonl(tmp_path / "heldout.jsonl")]
-    assert train == ["a0", "a1", "a2", "a3", "a4", "b0"]
-    assert heldout == ["b1", "b2"]
-    assert stats == {"shards": 2, "train_documents": 6, "heldout_documents": 2, "empty_skipped": 1}
-    assert next(read_jsonl(tmp_path / "train.jsonl"))[1]["meta"] == {"pile_set_name": "X"}
+def test_heldout_is_the_last_documents_of_the_last_shard(tmp_path):
+    # no concatenated copy: the tokenize jobs of that shard leave the same documents out
+    # (tests/test_tokenize_shards.py), so the split is by document position alone
+    b = _docs(tmp_path / "01.jsonl.zst", ["b0", "", "b1", "b2"], zst=True)
+    stats = split_heldout(b, tmp_path / "heldout.jsonl", 2)
+    heldout = [r for _, r in read_jsonl(tmp_path / "heldout.jsonl")]
+    assert [r["text"] for r in heldout] == ["b1", "b2"]
+    assert heldout[0]["meta"] == {"pile_set_name": "X"}
+    assert stats == {
+        "shard": str(b),
+        "shard_documents": 3,
+        "train_documents_of_shard": 1,
+        "heldout_documents": 2,
+        "empty_skipped": 1,
+    }
 
 
-def test_concat_jsonl_too_few_documents(tmp_path):
+def test_heldout_too_few_documents(tmp_path):
     a = _docs(tmp_path / "00.jsonl", ["x", "y"])
     with pytest.raises(CorpusError, match="need more than the 2 held out"):
-        concat_jsonl([a], tmp_path / "train.jsonl", tmp_path / "heldout.jsonl", 2)
+        split_heldout(a, tmp_path / "heldout.jsonl", 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["00.jsonl"]

@@ -1,11 +1,14 @@
 """Tokenization shard by shard and the merge: byte for byte one job's over the whole corpus;
 a raw source read streaming, its held-out split by document position, bad shards refused."""
 
+import copy
 import json
+from collections import Counter
 
 import pytest
 import zstandard
 
+from workflow.core.config import ConfigError, SuiteConfig, load_config
 from workflow.core.io import read_json
 from workflow.data.corpus import generate_corpus
 from workflow.data.heldout import split_heldout
@@ -15,6 +18,9 @@ from workflow.data.shards import corpus_shards
 from workflow.data.tokenize import tokenize_documents, tokenize_shard
 from workflow.data.tokenize_merge import merge_stats, merge_tokenized
 from workflow.data.tokenizer import train_bpe
+from workflow.plan.estimate import plan_jobs
+from workflow.plan.jobs import SuiteJobs
+from workflow.plan.resources import check_node_fit
 
 
 @pytest.fixture(scope="module")
@@ -177,3 +183,59 @@ def test_merge_refuses_mixed_or_missing_shards(data, tmp_path):
     )
     with pytest.raises(ValueError, match=r"disagree on vocab_size: \['5', '6'\]"):
         merge_stats([tmp_path / "a.json", tmp_path / "b.json"], tmp_path / "m.json")
+
+
+# ------------------------------------------------------------------ the data jobs of a suite
+
+
+def test_the_papers_data_jobs_read_raw_shards_in_bounded_memory():
+    config = load_config("config/pythia.yaml")
+    jobs = SuiteJobs.from_config(config)
+    data = jobs.data
+    shards = data.tokenize_shards
+    assert len(shards) == 30 == len(data.signature_shards) and len(data.band_groups) == 7
+    assert all(s.path.endswith(".jsonl.zst") and s.parts == 1 for s in shards)
+    assert [s.heldout_tail for s in shards] == [0] * 29 + [5000]
+    node = config["compute"]["node"]
+    rows = [r for r in plan_jobs(config) if r["stage"] == "data"]
+    counts = Counter(r["rule"] for r in rows)
+    assert counts == {
+        "download": 30,
+        "tokenizer": 1,
+        "tokenize": 30,
+        "tokenize_merge": 1,
+        "dedup_signatures": 30,
+        "dedup_buckets": 7,
+        "dedup_clusters": 1,
+        "deduped_documents": 1,
+        "pack_shuffle": 2,
+    }
+    assert "corpus" not in counts  # no concatenated copy of the Pile
+    for r in rows:  # every data job asks for memory, disk and time, and fits one node
+        assert 0 < r["mem_mb"] <= min(node["mem_mb"], 64_000), r
+        assert r["disk_mb"] > 0 and r["runtime"] >= config["compute"]["min_runtime_minutes"]
+    tokenize = data.resources("tokenize")
+    assert tokenize["threads"] == config["data"]["workers"]
+    assert tokenize["disk_mb"] < 40_000  # a shard's tokens, not the corpus's
+
+
+def test_a_data_job_larger_than_a_node_is_refused():
+    raw = copy.deepcopy(load_config("config/pythia.yaml"))
+    raw["compute"]["node"]["mem_mb"] = 4000
+    with pytest.raises(
+        ConfigError, match=r"data: a dedup_signatures job asks one node for \d+ mem_mb"
+    ):
+        check_node_fit(SuiteConfig.from_dict(raw))
+    raw = copy.deepcopy(load_config("config/config.yaml"))
+    raw["data"]["workers"] = 99
+    with pytest.raises(ConfigError, match=r"a tokenize job asks one node for 99 cpus.*fewer data"):
+        check_node_fit(SuiteConfig.from_dict(raw))
+
+
+def test_the_embedded_default_tokenizes_byte_ranges():
+    config = load_config("config/config.yaml")
+    data = SuiteJobs.from_config(config).data
+    shards = data.tokenize_shards
+    assert [(s.part, s.parts, s.heldout_tail) for s in shards] == [(0, 2, 0), (1, 2, 0)]
+    assert all(s.path.endswith("data/corpus/train.jsonl") for s in shards)
+    assert len(data.band_groups) == 2 and data.band_groups[-1] == (4, 7)

@@ -26,7 +26,7 @@ CASES = {
         [f"{RUN}/data/standard/documents.{e}" for e in ("bin", "idx", "json")],
     ),
     "dedup": (
-        "dedup",
+        "dedup_clusters",
         f"{RUN}/data/dedup/dedup_stats.json",
         "dropped_ids.npy",  # kept_ids.npy is already in place at that moment
         [

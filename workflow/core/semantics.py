@@ -40,6 +40,13 @@ def _model_problems(config: Config) -> list[str]:
                 f"models.{name}: rotary dims int({head} * rotary_pct {t['rotary_pct']}) = {rot} "
                 "must be even"
             )
+        tp = m["model_parallel"]
+        if tp > 1 and (m["gpus"] % tp or m["num_attention_heads"] % tp):
+            problems.append(
+                f"models.{name}.model_parallel: {tp} tensor-parallel ranks must hold whole "
+                f"attention heads ({m['num_attention_heads']}) and fit in one node: gpus (per "
+                f"node) {m['gpus']} must be a multiple of it"
+            )
         dp = max(1, m["gpus"] * m["nodes"]) // m["model_parallel"]
         if m["micro_batch_size"] is not None and t["global_batch_size"] % (
             m["micro_batch_size"] * max(dp, 1)

@@ -47,9 +47,9 @@ def minhash_lsh(signature_paths, *, threshold: float, **_) -> DedupResult:
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     kept: dict[int, np.ndarray] = {}
     cluster_of: dict[int, list[int]] = {}  # kept id -> its cluster (kept id first)
-    for doc_id in range(sigs.documents):
-        k = int(np.searchsorted(sigs.offsets, doc_id, side="right")) - 1
-        sig = np.asarray(sigs.signatures(k)[doc_id - sigs.offsets[k]], dtype=perms.dtype)
+    rows = (row for k in range(len(sigs.paths)) for row in sigs.signatures(k))
+    for doc_id, row in enumerate(rows):
+        sig = np.asarray(row, dtype=perms.dtype)
         m = perms.minhash(sig)
         best, best_j = None, -1.0
         # LSH candidates are unordered; sorting makes ties go to the earliest document.
@@ -104,5 +104,5 @@ def deduplicate(
         for g, p in enumerate(pair_paths):
             bucket_pairs(sig_paths, g, p, bands_per_job=bands_per_job)
         out = Path(out_dir) if out_dir is not None else tmp / "out"
-        write_clusters(pair_paths, out)
+        write_clusters(sig_paths, pair_paths, out)
         return read_dedup_outputs(out)

@@ -9,9 +9,11 @@ of every shard and never the whole corpus's signatures.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from hashlib import sha1
 from pathlib import Path
 
@@ -275,6 +277,7 @@ class SignatureShards:
     paths: list[Path]
     metas: list[dict]
     offsets: np.ndarray  # offsets[k]: global id of shard k's first document; [-1]: all
+    _files: list | None = None
 
     @property
     def documents(self) -> int:
@@ -293,6 +296,41 @@ class SignatureShards:
 
     def band_keys(self, k: int) -> np.ndarray:
         return np.load(band_keys_path(self.paths[k]), mmap_mode="r")
+
+    def read(self, doc: int, width: int) -> bytes:
+        """One document's signature bytes by a positioned read: no mapping, so a job reading
+        many scattered rows keeps its resident memory its own."""
+        k = bisect.bisect_right(self._starts, doc) - 1
+        if self._files is None:
+            self._files = [_open_rows(p) for p in self.paths]
+        fd, start = self._files[k]
+        return os.pread(fd, width, start + (doc - self._starts[k]) * width)
+
+    def row(self, doc: int) -> np.ndarray:
+        return np.frombuffer(self.read(doc, 4 * self.params["num_perm"]), np.uint32)
+
+    @cached_property
+    def _starts(self) -> list[int]:
+        return self.offsets[:-1].tolist()
+
+    def close(self) -> None:
+        for fd, _ in self._files or ():
+            os.close(fd)
+        self._files = None
+
+
+def _open_rows(path: Path) -> tuple[int, int]:
+    """(file descriptor, offset of the first row) of a uint32 signature .npy."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0
+        if version != (1, 0):
+            read = np.lib.format.read_array_header_2_0
+        _, fortran, dtype = read(f)
+        if fortran or dtype != np.uint32:
+            raise ValueError(f"{path}: expected C-ordered uint32 signatures, got {dtype}")
+        start = f.tell()
+    return os.open(path, os.O_RDONLY), start
 
 
 def _read_meta(p: Path) -> dict:

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from workflow.core.io import atomic_path, sha256_file, write_json
-from workflow.data.indexed_dataset import MMapIndexedDataset, prefix_paths
 from workflow.core.releases import ReleaseError
+from workflow.data.indexed_dataset import MMapIndexedDataset, prefix_paths
 
 _CHUNK = 16 << 20
 

@@ -28,6 +28,7 @@ from tokenizers import (
 
 from workflow.core.io import atomic_path
 from workflow.data.jsonl import read_jsonl
+from workflow.data.shards import CorpusShard, shard_texts
 
 EOD_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|padding|>"
@@ -39,18 +40,22 @@ class TokenizerError(ValueError):
     """A missing or unusable tokenizer file, or a vocabulary that does not fit the token dtype."""
 
 
-def _texts(jsonl_paths: Iterable[str | os.PathLike]) -> Iterator[str]:
-    for path in jsonl_paths:
-        for _, record in read_jsonl(path):
+def _texts(sources: Iterable[str | os.PathLike | CorpusShard]) -> Iterator[str]:
+    for source in sources:
+        if isinstance(source, CorpusShard):  # a raw shard less its held-out documents
+            yield from shard_texts(source, {"documents": 0, "empty_skipped": 0})
+            continue
+        for _, record in read_jsonl(source):
             yield record["text"]
 
 
 def train_bpe(
-    jsonl_paths: Iterable[str | os.PathLike] | str | os.PathLike,
+    jsonl_paths: Iterable[str | os.PathLike | CorpusShard] | str | os.PathLike,
     vocab_size: int,
     out_path: str | os.PathLike,
 ) -> None:
-    """Train a GPT-NeoX-20B-shaped byte-level BPE on the documents; write tokenizer.json."""
+    """Train a GPT-NeoX-20B-shaped byte-level BPE on the documents (jsonl files, or corpus
+    shards: the training documents only); write tokenizer.json."""
     if isinstance(jsonl_paths, str | os.PathLike):
         jsonl_paths = [jsonl_paths]
     alphabet = pre_tokenizers.ByteLevel.alphabet()

@@ -20,7 +20,7 @@ from typing import Any
 from workflow.core.config import ModelSpec
 from workflow.core.io import atomic_path
 from workflow.plan.jobs import SuiteJobs
-from workflow.plan.memory import forward_job_memory, suite_training_memory
+from workflow.plan.memory import forward_job_memory, parallel_sizes, suite_training_memory
 from workflow.plan.resources import (
     eval_tokens,
     forward_flops,
@@ -39,11 +39,17 @@ COLUMNS = [
     "last_step",
     "gpus",
     "nodes",
+    "dp",
+    "tp",
     "gpu_mem_gb",
     "flops",
     "gpu_hours",
     "storage_bytes",
+    "mem_mb",
+    "disk_mb",
+    "runtime",
 ]
+RESOURCE_COLUMNS = ("mem_mb", "disk_mb", "runtime")  # what a data job asks its node for
 SUMMARY_COLUMNS = [
     "size",
     "gpus",
@@ -77,7 +83,7 @@ def _gb(nbytes: float) -> float:
 
 
 def job(rule: str, stage: str, variant: str, size: str, first: int, last: int, **kw) -> dict:
-    row = dict.fromkeys(COLUMNS, 0)
+    row = dict.fromkeys(COLUMNS, 0) | dict.fromkeys(RESOURCE_COLUMNS, "")
     row.update(rule=rule, stage=stage, variant=variant, size=size, first_step=first)
     row.update(last_step=last, **kw)
     return row
@@ -97,8 +103,9 @@ def forward_job(
     memory=None,
     **kw,
 ) -> dict:
-    """A forward-only job (evaluation, memorization scoring): one GPU for a model trained on
-    GPUs, none for a CPU suite's; `memory` = its estimated peak (workflow/plan/memory.py)."""
+    """A forward-only job (evaluation, memorization scoring): one GPU (one rank, dp = tp = 1)
+    for a model trained on GPUs, none for a CPU suite's; `memory` = its estimated peak
+    (workflow/plan/memory.py)."""
     gpus = 1 if spec.gpus else 0
     hours = gpu_hours(flops, compute) if gpus else 0.0
     if gpus and memory is not None:
@@ -112,6 +119,8 @@ def forward_job(
         last,
         gpus=gpus,
         nodes=1,
+        dp=1,
+        tp=1,
         flops=flops,
         gpu_hours=hours,
         **kw,
@@ -120,11 +129,21 @@ def forward_job(
 
 @stage_estimator
 def data_jobs(jobs: SuiteJobs) -> Iterator[dict]:
-    """The packed training samples of each variant (uint16 tokens, seq_length + 1 per sample)."""
+    """The data jobs of a corpus source (`workflow.data.jobs`: shards, band groups, each job's
+    mem_mb, disk_mb and runtime from the corpus size), then the packed training samples of
+    each variant (uint16 tokens, seq_length + 1 per sample)."""
     if not jobs.trained:
         return
+    corpus = jobs.config["data"]["source"] in ("generated", "pile_jsonl")
+    for dj in jobs.data.jobs(jobs.variants) if corpus else ():
+        res = {k: dj.resources[k] for k in RESOURCE_COLUMNS}
+        for _ in range(dj.count):
+            yield job(
+                dj.rule, "data", "", "", 0, 0, nodes=1, **res, storage_bytes=res["disk_mb"] << 20
+            )
     t = jobs.suite.training
     samples = t.num_samples(jobs.config["data"]["sample_margin"])
+    pack = jobs.data.pack_resources(samples) if corpus else {}
     for variant in jobs.variants:
         yield job(
             "pack_shuffle",
@@ -135,20 +154,24 @@ def data_jobs(jobs: SuiteJobs) -> Iterator[dict]:
             0,
             nodes=1,
             storage_bytes=samples * (t.seq_length + 1) * 2,
+            **{k: pack[k] for k in RESOURCE_COLUMNS if k in pack},
         )
 
 
 @stage_estimator
 def training_jobs(jobs: SuiteJobs) -> Iterator[dict]:
-    """One job per segment: 6·N·D over its steps; it writes every checkpoint in it (HF weights)
-    and the DeepSpeed state (fp32 master weights + Adam moments: 12 bytes per parameter, plus
-    the module) at its last step, which the next segment resumes from. Then the uploads."""
+    """One job per segment: 6·N·D over its steps on gpus x nodes ranks, data-parallel (dp) x
+    tensor-parallel (tp, the model's model_parallel); it writes every checkpoint in it (HF
+    weights) and the DeepSpeed state (fp32 master weights + Adam moments: 12 bytes per
+    parameter, plus the module) at its last step, which the next segment resumes from. Then the
+    uploads."""
     suite, compute = jobs.suite, jobs.config["compute"]
     for variant in jobs.variants:
         for size, spec in suite.models.items():
             n = model_params(suite, spec)
             ckpt = weight_bytes(n, spec.precision)
             mem = _gb(suite_training_memory(suite, spec).total) if spec.gpus else 0
+            dp, tp = parallel_sizes(spec)
             for train in (j for j in jobs.train if j.size == size):
                 seg = train.segment
                 flops = training_flops(n, segment_tokens(suite, seg.start, seg.end))
@@ -162,6 +185,8 @@ def training_jobs(jobs: SuiteJobs) -> Iterator[dict]:
                     seg.end,
                     gpus=gpus,
                     nodes=spec.nodes,
+                    dp=dp,
+                    tp=tp,
                     gpu_mem_gb=mem,
                     flops=flops,
                     gpu_hours=gpu_hours(flops, compute) if gpus else 0.0,
@@ -309,6 +334,8 @@ def intervention_jobs(jobs: SuiteJobs) -> Iterator[dict]:
                 run.end,
                 gpus=spec.gpus * spec.nodes,
                 nodes=spec.nodes,
+                dp=parallel_sizes(spec)[0],
+                tp=parallel_sizes(spec)[1],
                 gpu_mem_gb=_gb(suite_training_memory(suite, spec).total) if spec.gpus else 0,
                 flops=flops,
                 gpu_hours=gpu_hours(flops, compute) if spec.gpus else 0.0,

@@ -20,6 +20,7 @@ from typing import Any
 from workflow.core import tasks
 from workflow.core.config import InterventionRun, Segment, SuiteConfig
 from workflow.core.layout import Layout
+from workflow.data.jobs import DataJobs
 from workflow.studies.memorization.plan import MemorizationPlan, MemorizationSpec
 from workflow.studies.term_frequency.tasks import task_name as term_frequency_task
 
@@ -209,6 +210,13 @@ class SuiteJobs:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SuiteJobs:
         return cls(SuiteConfig.from_dict(config))
+
+    # ------------------------------------------------------------------ data
+
+    @cached_property
+    def data(self) -> DataJobs:
+        """The data stage's shards, band groups and resources (a corpus source)."""
+        return DataJobs(self.config, self.layout)
 
     # ------------------------------------------------------------------ training and hub
 

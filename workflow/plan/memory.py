@@ -5,7 +5,9 @@ Training memory is four parts (bytes per rank):
 - **model states** (Rajbhandari et al. 2020, ZeRO): the working weights and gradients in the
   training precision, the fp32 master copy (mixed precision only) and Adam's two fp32 moments.
   ZeRO-1 partitions master weights and moments over the data-parallel ranks, ZeRO-2 the
-  gradients too; tensor parallelism splits all of them over the TP group.
+  gradients too; tensor parallelism (DeepSpeed AutoTP, train/engine.py) splits the QKV, attention
+  output, both MLP matrices, their column-parallel biases and the LM head over the TP group and
+  replicates the input embedding, the LayerNorms and the row-parallel biases (`Shape.per_rank`).
 - **communication buckets**: DeepSpeed's reduce and all-gather buffers (`reduce_bucket_size`,
   `allgather_bucket_size` elements of the half-precision dtype; capped by the shard they cover).
 - **activations saved for backward**, counted tensor by tensor from transformers'
@@ -23,6 +25,9 @@ Training memory is four parts (bytes per rank):
   (b x s x V) for backward, and at its peak holds the logits, their fp32 copy and the
   log-softmax at once; backward the same three again as gradients. A chunked loss keeps none
   of them across the step: each chunk of tokens is computed (and recomputed in backward) alone.
+  Under tensor parallelism the head's vocabulary shard of the logits is gathered whole on every
+  rank (AutoTP's colwise_gather_output), so the loss terms are the full vocabulary's plus the
+  shard.
 
 A stated allocator margin (fragmentation, CUDA context, kernels' workspaces) is added on top.
 `tests/test_memory.py` checks the activation, loss and optimizer terms against tensors measured
@@ -71,6 +76,17 @@ class Shape:
     @property
     def tokens(self) -> int:
         return self.seq * self.micro_batch
+
+    def per_rank(self, tensor_parallel: int = 1) -> float:
+        """Parameters one rank holds under AutoTP's GPT-NeoX split: per layer the QKV weight and
+        bias, the attention output weight, the MLP up-projection weight and bias and its
+        down-projection weight (12h^2 + 7h) are sharded, the LayerNorms and the two row-parallel
+        biases (6h) replicated; the LM head is sharded, the input embedding and the final
+        LayerNorm replicated."""
+        h = self.hidden
+        sharded = self.layers * (12 * h * h + 7 * h) + self.vocab * h
+        replicated = self.layers * 6 * h + self.vocab * h + 2 * h
+        return sharded / tensor_parallel + replicated
 
 
 @dataclass(frozen=True)
@@ -126,7 +142,7 @@ def model_states(shape: Shape, layout: Layout) -> tuple[int, int, int]:
     Measured on CPU with a real engine (tests/test_memory.py): 16, 20.8 and 20.0 bytes a
     parameter for fp32 ZeRO 0, 1, 2 on one rank; the model says 16, 20, 20.
     """
-    n = shape.parameters / layout.tensor_parallel
+    n = shape.per_rank(layout.tensor_parallel)
     dp = layout.data_parallel
     elem = BYTES[layout.precision]
     mixed = layout.precision != "fp32"
@@ -144,7 +160,7 @@ def bucket_bytes(shape: Shape, layout: Layout) -> int:
     """DeepSpeed's reduce and all-gather buffers; none without ZeRO on one rank."""
     if layout.zero_stage == 0 or layout.data_parallel == 1:
         return 0
-    n = shape.parameters / layout.tensor_parallel
+    n = shape.per_rank(layout.tensor_parallel)
     elem = BYTES[layout.precision]
     return int(elem * (min(layout.reduce_bucket, n) + min(layout.allgather_bucket, n)))
 
@@ -190,10 +206,11 @@ def loss_bytes(shape: Shape, layout: Layout) -> tuple[int, int]:
 
     Full: the fp32 log-softmax is saved; at the peak the logits (training dtype), their fp32
     copy and the log-softmax coexist, and in backward their three gradients. Chunked: nothing is
-    saved past the chunk, and the peak is those three tensors for one chunk of tokens.
+    saved past the chunk, and the peak is those three tensors for one chunk of tokens. Tensor
+    parallelism gathers the whole vocabulary's logits on every rank, beside the rank's shard.
     """
     elem = BYTES[layout.precision]
-    vocab = shape.vocab / layout.tensor_parallel
+    vocab = shape.vocab
     tokens = shape.tokens
     if layout.loss_chunk_tokens:
         tokens = min(tokens, layout.loss_chunk_tokens)
@@ -201,7 +218,8 @@ def loss_bytes(shape: Shape, layout: Layout) -> tuple[int, int]:
     else:
         saved = 4 * tokens * vocab
     upcast = 4 if elem != 4 else 0
-    peak = tokens * vocab * (elem + upcast + 4)
+    shard = elem * vocab / layout.tensor_parallel if layout.tensor_parallel > 1 else 0
+    peak = tokens * (vocab * (elem + upcast + 4) + shard)
     return int(saved), int(peak)
 
 
@@ -273,21 +291,31 @@ def model_shape(suite, spec, rows: int, seq: int) -> Shape:
     )
 
 
+def parallel_sizes(spec) -> tuple[int, int]:
+    """(data-parallel, tensor-parallel) sizes of `spec`'s training job: gpus x nodes ranks (one
+    on CPU), `model_parallel` of them per model replica (train/engine.tp_layout)."""
+    ranks = max(1, spec.gpus * spec.nodes)
+    tp = spec.model_parallel
+    return max(1, ranks // tp), tp
+
+
 def training_layout(suite, spec, **change) -> tuple[Layout, int]:
-    """(Layout, micro-batch) of `spec`'s training job as train/engine.py runs it: every rank
-    data-parallel (gpus x nodes of them), the config's micro-batch capped by the rows a rank
-    gets, the training precision (the wider one where the variants differ), the savers and
-    buckets the config sets. `change` overrides Layout fields (what-if questions)."""
+    """(Layout, micro-batch) of `spec`'s training job as train/engine.py runs it: gpus x nodes
+    ranks, data-parallel x `model_parallel` tensor-parallel, the config's micro-batch capped by
+    the rows a data-parallel rank gets, the training precision (the wider one where the
+    variants differ), the savers and buckets the config sets. `change` overrides Layout fields
+    (what-if questions)."""
     t = suite.training
     ranks = max(1, spec.gpus * spec.nodes)
-    micro = min(spec.micro_batch_size, max(1, t.global_batch_size // ranks))
+    dp, tp = parallel_sizes(spec)
+    micro = min(spec.micro_batch_size, max(1, t.global_batch_size // dp))
     precisions = {spec.for_variant(v).precision for v in suite.variants} or {spec.precision}
     bucket = spec.zero_bucket_size or t.zero_bucket_size
     layout = Layout(
         precision="fp32" if "fp32" in precisions else sorted(precisions)[0],
         zero_stage=0 if (ranks == 1 and "fp32" in precisions) else t.zero_stage,
-        data_parallel=ranks,
-        tensor_parallel=1,
+        data_parallel=dp,
+        tensor_parallel=tp,
         activation_checkpointing=t.activation_checkpointing,
         flash_attention=t.attention != "eager",
         loss_chunk_tokens=t.loss_chunk_tokens,
@@ -332,9 +360,13 @@ def fit_hints(suite, spec, limit: float) -> list[str]:
         hints.append("training.loss_chunk_tokens: 4096")
     if layout.zero_stage < 2 and _fits(shape, layout, limit, zero_stage=2):
         hints.append("training.zero_stage: 2")
+    ranks = max(1, spec.gpus * spec.nodes)
     for tp in (2, 4, 8):
-        if tp <= spec.num_attention_heads and _fits(shape, layout, limit, tensor_parallel=tp):
-            hints.append(f"tensor parallelism {tp}")
+        if tp <= layout.tensor_parallel or spec.num_attention_heads % tp or spec.gpus % tp:
+            continue
+        wider = dict(tensor_parallel=tp, data_parallel=max(1, ranks // tp))
+        if _fits(shape, layout, limit, **wider):
+            hints.append(f"models.{spec.name}.model_parallel: {tp}")
             break
     for smaller in (micro // 2, micro // 4, micro // 8):
         if smaller >= 1 and _fits(dataclasses.replace(shape, micro_batch=smaller), layout, limit):

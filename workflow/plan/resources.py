@@ -26,6 +26,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from workflow.core.config import ConfigError, ModelSpec, SuiteConfig, padded_vocab_size
+from workflow.core.layout import Layout
+from workflow.data.jobs import DataJobs
 
 # GPT-NeoX-20B's tokenizer (reference §3.1): the vocabulary of a `pretrained` tokenizer.
 NEOX_VOCAB = 50277
@@ -136,7 +138,8 @@ def eval_tokens(suite: SuiteConfig, shots: int) -> float:
 
 def check_node_fit(suite: SuiteConfig, source: str = "config") -> None:
     """Refuse, before any job is submitted, a model whose jobs would ask one node for more GPUs,
-    CPUs or memory than `compute.node` has (Slurm would leave such a job pending forever)."""
+    CPUs or memory than `compute.node` has (Slurm would leave such a job pending forever), and
+    a data job that would (its memory and cores from the corpus size: workflow/data/jobs.py)."""
     compute = suite.raw["compute"]
     node = compute["node"]
     problems = []
@@ -153,6 +156,9 @@ def check_node_fit(suite: SuiteConfig, source: str = "config") -> None:
                     f"compute.node.{key} is {node[key]} (lower models.{name}.gpus, raise nodes, "
                     f"or adjust compute.cpus_per_gpu / compute.mem_mb_per_gpu)"
                 )
+    if suite.raw["data"]["source"] in ("generated", "pile_jsonl"):  # the data jobs, from sizes
+        data = DataJobs(suite.raw, Layout(str(suite.run_dir())))
+        problems += data.oversized(node, suite.variants)
     if problems:
         raise ConfigError(f"invalid {source}:\n" + "\n".join(f"  {p}" for p in problems))
 
