@@ -166,7 +166,12 @@ def test_zero_and_tensor_parallel_shard_the_states():
         shape, Layout(precision="fp16", zero_stage=1, data_parallel=64, tensor_parallel=2)
     )
     assert dp[0] == one[0] and dp[2] < one[2] / 60  # ZeRO-1: optimizer sharded, weights not
-    assert tp[0] == pytest.approx(dp[0] / 2, rel=1e-6) and tp[2] < dp[2]
+    # AutoTP: the input embedding, LayerNorms and row-parallel biases stay whole on every rank
+    h, v = shape.hidden, shape.vocab
+    replicated = 32 * 6 * h + v * h + 2 * h
+    assert shape.per_rank(2) == (shape.parameters - replicated) / 2 + replicated
+    assert tp[0] == int(2 * shape.per_rank(2)) and dp[0] / 2 < tp[0] < 0.53 * dp[0]
+    assert tp[2] < dp[2] / 1.9
     z2 = model_states(shape, Layout(precision="fp16", zero_stage=2, data_parallel=64))
     assert z2[1] < dp[1] / 10
 
@@ -177,6 +182,9 @@ def test_the_chunked_loss_holds_one_chunk_of_logits():
     chunked = loss_bytes(shape, Layout(precision="fp16", loss_chunk_tokens=4096))
     assert full[0] == 4 * shape.tokens * shape.vocab  # the fp32 log-softmax
     assert chunked == (0, 4096 * shape.vocab * (2 + 4 + 4))
+    # tensor parallel: the gathered logits are the whole vocabulary's, beside the rank's shard
+    tp = loss_bytes(shape, Layout(precision="fp16", loss_chunk_tokens=4096, tensor_parallel=2))
+    assert tp == (0, 4096 * shape.vocab * (2 + 4 + 4 + 1))
 
 
 def test_the_paper_70m_at_micro_batch_32_needs_the_memory_savers():
@@ -246,6 +254,26 @@ def test_410m_at_micro_batch_64_without_checkpointing_is_refused_in_one_line():
     assert lines[0].startswith("  models.410m: a training rank needs ~")
     assert "compute.node.gpu_mem_gb = 40" in lines[0]
     assert "training.activation_checkpointing: true" in lines[0]
+
+
+def test_6_9b_and_12b_fit_only_with_pythias_tensor_parallelism():
+    """The paper layout (TP 2 and 4, 64 data-parallel replicas of micro-batch 8) fits a 40 GB
+    A100; every rank data-parallel (12B on 256 ranks at micro-batch 4) does not, and the
+    refusal names the config key that fixes it."""
+    from workflow.core.config import ConfigError
+    from workflow.plan.memory import suite_training_memory, training_layout
+    from workflow.plan.resources import check_gpu_memory
+
+    suite = _paper(sizes=["6.9b", "12b"])
+    check_gpu_memory(suite)
+    for size, tp in (("6.9b", 2), ("12b", 4)):
+        layout, micro = training_layout(suite, suite.models[size])
+        assert (layout.data_parallel, layout.tensor_parallel, micro) == (64, tp, 8)
+        assert suite_training_memory(suite, suite.models[size]).total < 40e9
+    flat = _paper(sizes=["12b"], models__12b__model_parallel=1, models__12b__micro_batch_size=4)
+    with pytest.raises(ConfigError, match=r"models\.12b: a training rank needs ~6\d\.\d GB") as e:
+        check_gpu_memory(flat)
+    assert str(e.value).endswith("would fit with models.12b.model_parallel: 4")  # Pythia's
 
 
 def test_a_gpu_suite_without_gpu_memory_is_refused():

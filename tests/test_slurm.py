@@ -1,11 +1,13 @@
 """The DAG through `snakemake --profile slurm` on a real Slurm cluster on this machine.
 
 tests/slurm/cluster.sh installs Debian's slurm-wlm and munge when missing and starts munged,
-slurmctld and two slurmd (Debian's multiple-slurmd support: 2 emulated nodes with 1 fake GPU
+slurmctld and two slurmd (Debian's multiple-slurmd support: 2 emulated nodes with 2 fake GPUs
 each). One reduced DAG (tests/data/slurm.yaml) runs through the slurm profile exactly as a user
 types it; the 2-node model's training segment runs as one Slurm job over both nodes, 2 ranks
-started by srun, DeepSpeed over gloo, and must give the 1-rank model's losses. The daemons are
-stopped (by their PID files) after the module, unless they were running before it.
+started by srun, DeepSpeed over gloo, and must give the 1-rank model's losses; so must the
+tensor-parallel model's, 4 ranks over both nodes as 2 data-parallel x 2 tensor-parallel with
+each tensor-parallel group inside one node (how Pythia's 6.9B and 12B are laid out). The daemons
+are stopped (by their PID files) after the module, unless they were running before it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 CONFIG = REPO / "tests" / "data" / "slurm.yaml"
 RUN = "results/slurm"
-CLUSTER_ENV = {"SLURM_NODES": "2", "SLURM_GPUS_PER_NODE": "1", "SLURM_UP_TIMEOUT": "120"}
+# 2 fake GPUs per node: a tensor-parallel group of 2 fits in one node, as the paper's groups do
+CLUSTER_ENV = {"SLURM_NODES": "2", "SLURM_GPUS_PER_NODE": "2", "SLURM_UP_TIMEOUT": "120"}
 # cluster.sh keeps its configuration out of /etc/slurm; only this module's processes see it
 SLURM_CONF = "/run/pythia-slurm/slurm.conf"
 
@@ -127,12 +130,13 @@ def checkpoint_losses(ckpt_root: Path, steps) -> list[float]:
 @pytest.fixture(scope="module")
 def dag(cluster, tmp_path_factory):
     """One `snakemake --profile slurm` run: the 1-rank model's first segment, the plan, and the
-    2-node twin's first segment (its jobs run beside the others')."""
+    2-node and tensor-parallel twins' first segments (their jobs run beside the others')."""
     workdir = tmp_path_factory.mktemp("slurm-dag")
     targets = [
         f"{RUN}/models/standard/tiny-70m/step8",
         f"{RUN}/plan/jobs.csv",
         f"{RUN}/models/standard/tiny-70m-2n/step8",
+        f"{RUN}/models/standard/tiny-70m-tp/step8",
     ]
     before = {j["id"] for j in slurm_jobs()}
     proc = snakemake_slurm(workdir, *targets)
@@ -186,6 +190,33 @@ def test_two_node_segment_matches_one_rank(dag):
     )
     log = workdir / RUN / "logs" / "train" / "standard" / "tiny-70m-2n" / "segment0-8.log"
     assert "srun -N 2 -n 2 --ntasks-per-node=1" in log.read_text()
+
+
+def test_tp_segment_keeps_each_tensor_parallel_group_in_one_node(dag):
+    """The tensor-parallel twin (gpus 2, nodes 2, model_parallel 2): init and segment 0-8 each one
+    Slurm job over both nodes (sbatch --nodes=2 --gres=gpu:2), 4 ranks started by srun with a
+    node's ranks consecutive, so that tensor-parallel group 0-1 runs on node1 and 2-3 on node2
+    and only the data-parallel all-reduce crosses nodes; the losses are the 1-rank model's."""
+    workdir, jobs = dag
+    for rule in ("init_tiny_70m_tp", "train_tiny_70m_tp_0_8"):
+        assert (jobs[rule]["state"], jobs[rule]["nodes"]) == ("COMPLETED", 2), jobs
+    ckpt1 = workdir / RUN / "models" / "standard" / "tiny-70m"
+    ckpt_tp = workdir / RUN / "models" / "standard" / "tiny-70m-tp"
+    for s in (1, 2, 4, 8):
+        meta = json.loads((ckpt_tp / f"step{s}" / "pythia_checkpoint.json").read_text())
+        assert (meta["world_size"], meta["data_parallel"], meta["tensor_parallel"]) == (4, 2, 2)
+    assert checkpoint_losses(ckpt_tp, (1, 2, 4, 8)) == pytest.approx(
+        checkpoint_losses(ckpt1, (1, 2, 4, 8)), rel=1e-5
+    )
+    log = (
+        workdir / RUN / "logs" / "train" / "standard" / "tiny-70m-tp" / "segment0-8.log"
+    ).read_text()
+    assert "srun -N 2 -n 4 --ntasks-per-node=2 --distribution=block" in log
+    assert "2 data-parallel x 2 tensor-parallel ranks; groups 0-1@node1 2-3@node2" in log, log
+    with open(workdir / RUN / "plan" / "jobs.csv") as f:
+        plan = {r["rule"]: r for r in csv.DictReader(f)}
+    row = plan["train_tiny_70m_tp_0_8"]
+    assert (row["gpus"], row["nodes"], row["dp"], row["tp"]) == ("4", "2", "2", "2")
 
 
 def test_unset_partition_variable_stops_before_submission(cluster, tmp_path):

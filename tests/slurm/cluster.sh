@@ -139,6 +139,7 @@ do_stop() {
   stop_pidfile "$DBD_PID" slurmdbd
   stop_pidfile "$MARIADB_PID" mariadbd
   stop_pidfile "$MUNGE_PID" munged
+  rm -f "$RUN_DIR/conf"   # the jobs' client configuration (below)
 }
 
 install_packages() {
@@ -446,6 +447,10 @@ case "$ACCOUNTING" in none|slurmdbd) ;; *) die "SLURM_ACCOUNTING must be none or
 install_packages
 prepare_dirs
 changes=$(write_conf)
+# Snakemake's Slurm jobstep strips every SLURM_* variable, SLURM_CONF too, before the srun it
+# starts inside a job; Slurm's clients then look in /run/slurm/conf/ (after /etc/slurm), so that
+# is a link to $CONF_DIR while the cluster runs (`stop` removes it).
+ln -sfn "$CONF_DIR" "$RUN_DIR/conf"
 start_munge
 if [ "$ACCOUNTING" = slurmdbd ]; then
   if grep -q dbd-changed <<<"$changes"; then start_mariadb_slurmdbd restart; else start_mariadb_slurmdbd; fi

@@ -3,6 +3,13 @@ checking one is a valid resume point, and restoring weights, DeepSpeed state and
 
 Every checkpoint is HF-loadable; the last of a segment also holds the DeepSpeed state (weights,
 Adam moments, LR scheduler, step counter) and the torch RNG state, so resume is bit-exact.
+
+Under tensor parallelism (AutoTP) each rank holds shards of the model: the HF weights are gathered
+over the first replica's tensor-parallel group (`gathered_state_dict`) and written by rank 0 in
+exactly the format of a one-rank checkpoint, while the DeepSpeed state stays sharded as DeepSpeed
+writes it (`mp_rank_<tp>_model_states.pt`, `zero_pp_rank_<dp>_mp_rank_<tp>_optim_states.pt`) and
+resumes only with the same tensor-parallel size (check_resume says so). A model moves to another
+tensor-parallel size through its HF weights at step 0 only.
 """
 
 from __future__ import annotations
@@ -48,6 +55,80 @@ def add_legacy_rotary_keys(config_json: Path) -> None:
     config_json.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 
+@torch.no_grad()
+def gathered_state_dict(module, tp_group) -> dict[str, torch.Tensor] | None:
+    """The full (one-rank) state_dict of an AutoTP-sharded `module`, on the group's first rank
+    (None on the others); every rank of `tp_group` must call it.
+
+    Column-parallel layers (QKV, MLP up-projection, LM head) are split along dim 0 of their weight
+    and bias, row-parallel ones (attention output, MLP down-projection) along dim 1 of their
+    weight with the bias replicated; everything else is replicated. Shards are concatenated in
+    rank order, which is the one-rank layout (NeoX's fused QKV keeps each head's q, k, v rows
+    together, so a row block is whole heads). The parameters are only read (DeepSpeed's private
+    `_consolidated_16bit_state_dict` swaps every parameter's storage to the full tensor and
+    back, on every replica), and only the first replica's group gathers. Replicated tensors
+    must agree on every rank of the group (a drift would otherwise be saved silently).
+    """
+    import torch.distributed as dist
+
+    me = dist.get_rank(group=tp_group)
+    owners = dict(module.named_modules())
+    out: dict[str, torch.Tensor] | None = {} if me == 0 else None
+    sums = []
+    for key, t in module.state_dict(keep_vars=False).items():
+        owner, _, name = key.rpartition(".")
+        dim, sizes = _shard_dim(owners[owner], name)
+        if dim is None:
+            sums.append(t.double().sum())
+        else:
+            t = _gather_along(t, dim, sizes, tp_group)
+        if out is not None:
+            out[key] = t.detach().cpu().clone()
+    mine = torch.stack(sums) if sums else torch.zeros(1, dtype=torch.float64)
+    everyone = [torch.empty_like(mine) for _ in range(dist.get_world_size(group=tp_group))]
+    dist.all_gather(everyone, mine, group=tp_group)
+    if any(not torch.equal(everyone[0], other) for other in everyone[1:]):
+        raise TrainingError(
+            "the tensor-parallel ranks hold different copies of a replicated parameter "
+            "(embeddings, LayerNorms or a row-parallel bias): training diverged across the group"
+        )
+    return out
+
+
+def _shard_dim(module, name: str) -> tuple[int | None, tuple[int, ...]]:
+    """(dimension, shard sizes) along which AutoTP split `module`'s tensor `name`, or (None, ())
+    for a replicated one."""
+    from deepspeed.module_inject.layers import LinearAllreduce, LinearLayer, TensorParallel_Layer
+
+    if not isinstance(module, TensorParallel_Layer):
+        return None, ()
+    sizes = tuple(module._partition_sizes)
+    if type(module) is LinearAllreduce:
+        return (1, sizes) if name == "weight" else (None, ())
+    if type(module) is LinearLayer:
+        return 0, sizes
+    raise TrainingError(
+        f"{type(module).__name__}: an AutoTP layer this checkpoint writer cannot gather (only "
+        "column-parallel LinearLayer and row-parallel LinearAllreduce are expected in GPT-NeoX)"
+    )
+
+
+def _gather_along(t: torch.Tensor, dim: int, sizes: tuple[int, ...], group) -> torch.Tensor:
+    """Concatenate every rank's shard of `t` along `dim` (shards may differ in size: padded to
+    the largest for the collective, then trimmed)."""
+    import torch.distributed as dist
+
+    width = max(sizes)
+    t = t.contiguous()
+    if t.shape[dim] < width:
+        pad = list(t.shape)
+        pad[dim] = width - t.shape[dim]
+        t = torch.cat([t, t.new_zeros(pad)], dim=dim)
+    parts = [torch.empty_like(t) for _ in sizes]
+    dist.all_gather(parts, t, group=group)
+    return torch.cat([p.narrow(dim, 0, n) for p, n in zip(parts, sizes, strict=True)], dim=dim)
+
+
 def save_checkpoint(
     engine,
     out_dir: Path,
@@ -57,8 +138,11 @@ def save_checkpoint(
     rank: int,
     tokenizer_path: str | os.PathLike,
     seq_length: int,
+    tp_group=None,
+    dp_rank: int = 0,
 ) -> None:
-    """Write one checkpoint directory atomically (collective when with_deepspeed).
+    """Write one checkpoint directory atomically (collective when with_deepspeed, or with
+    `tp_group`: the ranks of the first replica, dp_rank 0, gather the sharded weights).
 
     All ranks write DeepSpeed shards into one shared temporary directory (a fixed name, since
     every rank must agree on it); rank 0 adds the HF files and renames it into place last.
@@ -78,8 +162,12 @@ def save_checkpoint(
                 tag=DEEPSPEED_TAG,
                 client_state={"step": meta["step"], "rng": rng_state()},
             )
+        full = None
+        if tp_group is not None and dp_rank == 0:
+            full = gathered_state_dict(engine.module, tp_group)
         if rank == 0:
-            engine.module.save_pretrained(tmp, safe_serialization=True)
+            # with state_dict=None: the module's own (unsharded) weights
+            engine.module.save_pretrained(tmp, state_dict=full, safe_serialization=True)
             add_legacy_rotary_keys(tmp / "config.json")
             # Lazy: the tokenizer stage owns how HF tokenizer files are written.
             from workflow.data.tokenizer import save_hf_tokenizer
@@ -159,9 +247,12 @@ def check_resume(
     variant: str,
     size: str,
     engine_stage: int | None = None,
+    tensor_parallel: int = 1,
 ) -> dict[str, Any]:
-    """Refuse to resume from a checkpoint made for other data, another config, or (for ZeRO
-    >= 1, whose optimizer shards are per rank) another number of ranks.
+    """Refuse to resume from a checkpoint made for other data, another config, (for ZeRO
+    >= 1, whose optimizer shards are per rank) another number of ranks, or another
+    tensor-parallel size (DeepSpeed's state holds one file of model shards per tensor-parallel
+    rank; DeepSpeed's own re-sharding on load assumes Megatron's QKV layout, not NeoX's).
 
     Step 0 is exempt from the DeepSpeed-state and rank-count rules: nothing but the weights
     exists before the first update, so `train_segment` can start from its HF weights instead.
@@ -191,6 +282,13 @@ def check_resume(
             f"its DeepSpeed state is ZeRO-{meta.get('zero_stage')}, this job runs "
             f"ZeRO-{engine_stage}"
         )
+    saved_tp = meta.get("tensor_parallel", 1)
+    if step != 0 and saved_tp != tensor_parallel:
+        problems.append(
+            f"its DeepSpeed state is sharded for tensor parallelism {saved_tp}, this job runs "
+            f"{tensor_parallel}: resume with model_parallel {saved_tp} (another tensor-parallel "
+            "size can only start from a step-0 checkpoint's weights)"
+        )
     if step != 0 and zero_stage >= 1 and meta.get("world_size") != world_size:
         problems.append(
             f"its ZeRO state has {meta.get('world_size')} rank shards, this job has {world_size}"
@@ -211,6 +309,7 @@ class ResumeKey:
     variant: str
     size: str
     engine_stage: int
+    tensor_parallel: int = 1
 
     def check(self, ckpt: Path, step: int) -> dict[str, Any]:
         """The checkpoint's record, or TrainingError naming why it cannot start this job."""
@@ -224,6 +323,7 @@ class ResumeKey:
             variant=self.variant,
             size=self.size,
             engine_stage=self.engine_stage,
+            tensor_parallel=self.tensor_parallel,
         )
 
 
@@ -247,6 +347,8 @@ class CheckpointWriter:
     seq_length: int
     rank: int
     tokenizer_path: str | os.PathLike
+    tp_group: Any = None  # the tensor-parallel group, whose first replica gathers the weights
+    dp_rank: int = 0
 
     def record(self, step: int, metrics: Mapping[str, Any] | None) -> dict[str, Any]:
         return {
@@ -268,4 +370,6 @@ class CheckpointWriter:
             rank=self.rank,
             tokenizer_path=self.tokenizer_path,
             seq_length=self.seq_length,
+            tp_group=self.tp_group,
+            dp_rank=self.dp_rank,
         )

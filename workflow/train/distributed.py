@@ -93,3 +93,32 @@ def any_rank(flag: bool, world_size: int) -> bool:
         torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
         flag = bool(t.item())
     return flag
+
+
+def node_name() -> str:
+    """The node this process runs on: Slurm's name for it inside an srun task (emulated nodes
+    of one host differ there), else the host name."""
+    return os.environ.get("SLURMD_NODENAME") or socket.gethostname()
+
+
+def tp_placement(tp: int) -> list[tuple[list[int], str]]:
+    """Each tensor-parallel group (`tp` consecutive ranks) and the node its ranks run on
+    (collective). A group spread over several nodes is refused: its all-reduces in every layer
+    would cross the network, which is why launches keep a node's ranks consecutive."""
+    world = torch.distributed.get_world_size()
+    names: list[str | None] = [None] * world
+    torch.distributed.all_gather_object(names, node_name())
+    groups = []
+    for first in range(0, world, tp):
+        ranks = list(range(first, first + tp))
+        nodes = sorted({names[r] for r in ranks})
+        if len(nodes) > 1:
+            from workflow.train.errors import TrainingError
+
+            raise TrainingError(
+                f"tensor-parallel group {ranks} spans nodes {', '.join(nodes)}: a group must "
+                "stay inside one node (models.X.gpus, GPUs per node, must be a multiple of "
+                "model_parallel, and the ranks of a node consecutive)"
+            )
+        groups.append((ranks, nodes[0]))
+    return groups

@@ -8,6 +8,13 @@ LOCAL_RANK, WORLD_SIZE and MASTER_ADDR/PORT that torch.distributed's env:// rend
 DeepSpeed) reads, then runs `workflow.train.segment`. Rank 0 is the first task on the first node
 of the allocation, where the batch script (and so srun) runs: SLURM_LAUNCH_NODE_IPADDR is its
 address.
+
+Tensor parallelism (`models.X.model_parallel`) needs no launcher option of its own: DeepSpeed's
+mesh makes every `model_parallel` consecutive ranks one tensor-parallel group, and both launches
+number a node's ranks consecutively (torchrun on one node; srun --distribution=block with
+`gpus` tasks per node, a multiple of model_parallel), so each group is inside one node and only
+data-parallel traffic crosses nodes. The training checks the placement at start
+(distributed.tp_placement).
 """
 
 from __future__ import annotations
@@ -95,7 +102,8 @@ def distributed_command(
     extra_args: Sequence[str] = (),
 ) -> list[str]:
     """The command that starts spec.gpus ranks on each of spec.nodes nodes (`extra_args` go to
-    workflow.train.segment's CLI, e.g. --token-map)."""
+    workflow.train.segment's CLI, e.g. --token-map): spec.gpus x spec.nodes ranks =
+    data-parallel x spec.model_parallel tensor-parallel, a node's ranks consecutive."""
     suite_json = Path(state_dir) / f"suite-{spec.name}-{variant}-{segment.end}.json"
     with atomic_path(suite_json) as tmp:
         tmp.write_text(json.dumps(suite.raw, sort_keys=True))
@@ -128,6 +136,8 @@ def distributed_command(
         "-n",
         str(tasks),
         f"--ntasks-per-node={spec.gpus}",
+        # ranks 0..gpus-1 on the first node, and so on: whole tensor-parallel groups per node
+        "--distribution=block",
         f"--cpus-per-task={cpus_per_task}",
         "--kill-on-bad-exit=1",
         # a port free on this (the first) node, where rank 0 listens

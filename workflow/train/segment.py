@@ -9,8 +9,10 @@ Conventions (reference/pythia.md §2, §3.4):
 * optimizer step s (1-based) consumes rows [(s-1)·B, s·B) of the pre-shuffled sample file, so a
   step-N checkpoint has trained on rows [0, N·B); each row is seq_length+1 tokens, inputs =
   row[:-1], targets = row[1:];
-* data-parallel rank r takes the r-th contiguous slice of the global batch, then splits it into
-  micro-batches (DeepSpeed gradient accumulation);
+* ranks = data-parallel x tensor-parallel (`models.X.model_parallel`; engine.py): rank r is
+  data-parallel rank r // tp and tensor-parallel rank r % tp. Data-parallel rank d takes the
+  d-th contiguous slice of the global batch (every rank of its tensor-parallel group the same
+  rows), then splits it into micro-batches (DeepSpeed gradient accumulation);
 * the LR of step s is NeoX's AnnealingLR at num_iters = s-1 (workflow/train/lr_schedule.py).
 
 Resume is bit-exact: the data position is a function of the step, dropout is 0, and DeepSpeed
@@ -50,8 +52,13 @@ from workflow.train.data import (
     read_token_map,
     tokenizer_vocab_size,
 )
-from workflow.train.distributed import configure_torch, launcher_env, setup_distributed
-from workflow.train.engine import effective_zero_stage, make_engine
+from workflow.train.distributed import (
+    configure_torch,
+    launcher_env,
+    setup_distributed,
+    tp_placement,
+)
+from workflow.train.engine import effective_zero_stage, make_engine, parallel_groups, tp_layout
 from workflow.train.errors import TrainingError, run_cli
 from workflow.train.model import build_model
 from workflow.train.preempt import (
@@ -91,6 +98,20 @@ class Job:
         return f"{self.variant}/{self.size}"
 
     @property
+    def tp(self) -> int:
+        """Tensor-parallel size: `model_parallel` consecutive ranks hold one model replica."""
+        return tp_layout(self.spec, self.world)[1]
+
+    @property
+    def dp(self) -> int:
+        """Data-parallel size: the number of model replicas."""
+        return self.world // self.tp
+
+    @property
+    def dp_rank(self) -> int:
+        return self.rank // self.tp
+
+    @property
     def stage(self) -> int:
         """The ZeRO stage the engine runs (engine.effective_zero_stage)."""
         return effective_zero_stage(self.training, self.spec, self.world)
@@ -109,6 +130,7 @@ class Job:
             variant=self.variant,
             size=self.size,
             engine_stage=self.stage,
+            tensor_parallel=self.tp,
         )
 
 
@@ -143,6 +165,12 @@ def train_segment(
         configure_torch(training.threads)
         job = Job(variant, size, spec, training, rank, world)
         say = log if rank == 0 else _quiet
+        if job.tp > 1:
+            placement = tp_placement(job.tp)
+            say(
+                f"{job.name}: {job.dp} data-parallel x {job.tp} tensor-parallel ranks; groups "
+                + " ".join(f"{ranks[0]}-{ranks[-1]}@{node}" for ranks, node in placement)
+            )
         key = job.resume_key(data_fingerprint(samples_prefix))
         # the resume point: the segment's start, or the state a preempted run of it left
         start = segment.start
@@ -157,19 +185,27 @@ def train_segment(
         # the engine, and the checkpoints it writes
         engine, micro, gas = restore_engine(job, vocab, resume_from, start, resume_meta)
         meta = run_meta(job, key, micro=micro, gas=gas, extra=extra_meta)
-        ckpt = CheckpointWriter(engine, meta, b, seq, rank, tokenizer_path)
+        dp_group, tp_group = parallel_groups(job.tp)
+        ckpt = CheckpointWriter(engine, meta, b, seq, rank, tokenizer_path, tp_group, job.dp_rank)
         if init_only:
             say(f"{job.name}: initialised ({spec.init}, seed {training.seed})")
             ckpt.save(out_dirs[0], 0, None, with_deepspeed=True)
             say(f"saved step 0 -> {out_dirs[0]}")
             return []
         say(
-            f"{job.name}: steps {start + 1}..{segment.end} on {world} rank(s), micro-batch "
-            f"{micro} x {gas} accumulation, {spec.precision}, ZeRO {job.stage}"
+            f"{job.name}: steps {start + 1}..{segment.end} on {world} rank(s) ({job.dp} "
+            f"data-parallel x {job.tp} tensor-parallel), micro-batch {micro} x {gas} "
+            f"accumulation, {spec.precision}, ZeRO {job.stage}"
         )
         # the loop: batch -> forward/backward -> step, log, checkpoint; stop on a signal
         layout = dict(
-            batch=b, micro=micro, rank=rank, world_size=world, chunk=training.loss_chunk_tokens
+            batch=b,
+            micro=micro,
+            rank=job.dp_rank,
+            world_size=job.dp,
+            chunk=training.loss_chunk_tokens,
+            dp_group=dp_group,
+            tp_group=tp_group,
         )
         history = []
         with open_progress(job, engine, segment, out_dirs, start, metrics_path) as progress:
@@ -220,12 +256,15 @@ def restore_engine(
 ):
     """(engine, micro_batch, accumulation_steps) holding the state after step `start`: NeoX's
     initialisation for the init segment, else the checkpoint's DeepSpeed state, or its HF
-    weights alone at step 0 without a usable DeepSpeed state (saved by another number of ranks:
+    weights alone at step 0 without a usable DeepSpeed state (saved by another number of ranks
+    or tensor-parallel size:
     Adam moments are empty and the LR schedule is at 0 there anyway)."""
     spec, training = job.spec, job.training
     init_only = start < 0
     from_weights = start == 0 and (
-        meta.get("world_size") != job.world or not has_deepspeed_state(Path(resume_from), meta)
+        meta.get("world_size") != job.world
+        or meta.get("tensor_parallel", 1) != job.tp
+        or not has_deepspeed_state(Path(resume_from), meta)
     )
     # On resume the weights come from the checkpoint: skip the (for big models, slow) NeoX init.
     model = build_model(spec, training, vocab, training.seed, init=init_only)
@@ -257,6 +296,8 @@ def run_meta(
         "zero_stage": job.stage,
         "zero_stage_configured": job.training.zero_stage,
         "world_size": job.world,
+        "data_parallel": job.dp,
+        "tensor_parallel": job.tp,
         "micro_batch_size": micro,
         "gradient_accumulation_steps": gas,
         **(extra or {}),
