@@ -2,7 +2,7 @@
 
 tests/slurm/cluster.sh installs Debian's slurm-wlm and munge when missing and starts munged,
 slurmctld and two slurmd (Debian's multiple-slurmd support: 2 emulated nodes with 2 fake GPUs
-each). One reduced DAG (tests/data/slurm.yaml) runs through the slurm profile exactly as a user
+each). One reduced DAG (tests/fixtures/slurm.yaml) runs through the slurm profile exactly as a user
 types it; the 2-node model's training segment runs as one Slurm job over both nodes, 2 ranks
 started by srun, DeepSpeed over gloo, and must give the 1-rank model's losses; so must the
 tensor-parallel model's, 4 ranks over both nodes as 2 data-parallel x 2 tensor-parallel with
@@ -24,7 +24,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
-CONFIG = REPO / "tests" / "data" / "slurm.yaml"
+CONFIG = REPO / "tests" / "fixtures" / "slurm.yaml"
 RUN = "results/slurm"
 # 2 fake GPUs per node: a tensor-parallel group of 2 fits in one node, as the paper's groups do
 CLUSTER_ENV = {"SLURM_NODES": "2", "SLURM_GPUS_PER_NODE": "2", "SLURM_UP_TIMEOUT": "120"}

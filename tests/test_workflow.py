@@ -1,4 +1,4 @@
-"""The whole DAG through Snakemake on a reduced embedded suite (tests/data/ci.yaml).
+"""The whole DAG through Snakemake on a reduced embedded suite (tests/fixtures/ci.yaml).
 
 One module-scoped run; the tests below check the content of what it produced.
 """
@@ -17,7 +17,7 @@ import yaml
 from workflow.data.indexed_dataset import MMapIndexedDataset
 
 REPO = Path(__file__).resolve().parent.parent
-CI_CONFIG = REPO / "tests" / "data" / "ci.yaml"
+CI_CONFIG = REPO / "tests" / "fixtures" / "ci.yaml"
 CFG = yaml.safe_load(CI_CONFIG.read_text())
 SIZES = list(CFG["models"])
 VARIANTS = CFG["variants"]

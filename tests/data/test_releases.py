@@ -13,11 +13,11 @@ from helpers_checkpoints import block_external_network, isolate_hf
 from minihub import MiniHub
 
 from workflow.core.config import without_case_studies
+from workflow.core.releases import RELEASES, ReleaseError, release_for
 from workflow.data.download_release import download_release_file
 from workflow.data.indexed_dataset import MMapIndexedDataset, write_indexed_dataset
 from workflow.data.merge_release import merge_shards, write_merge_meta
 from workflow.data.pack_shuffle import pack_samples
-from workflow.core.releases import RELEASES, ReleaseError, release_for
 
 SEQ = 16
 
@@ -199,14 +199,14 @@ def test_release_for_applies_config_overrides():
 
 # --- the Snakemake rules: download -> merge -> (pack_shuffle) on a real snakemake run ------
 
-REPO_ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+REPO_ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 
 def _release_config(tmp_path, source, release):
     import yaml
 
     cfg = without_case_studies(
-        yaml.safe_load((REPO_ROOT / "tests" / "data" / "ci.yaml").read_text())
+        yaml.safe_load((REPO_ROOT / "tests" / "fixtures" / "ci.yaml").read_text())
     )
     cfg["run"] = source
     cfg["variants"] = ["deduped"]

@@ -416,7 +416,7 @@ def test_torchrun_two_ranks(run, tmp_path):
     import sys
     from pathlib import Path
 
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     cfg = tmp_path / "suite.json"
     cfg.write_text(json.dumps(run["suite"].raw))
     env = {**os.environ, "PYTHONPATH": str(repo), "DS_ACCELERATOR": "cpu"}
@@ -576,7 +576,7 @@ def test_cli_exits_75_on_sigusr1(run, tmp_path):
     assert (tmp_path / ".preempt-0-400" / "deepspeed").is_dir()
 
 
-GOLDEN = __import__("pathlib").Path(__file__).parent / "data" / "golden_loss.json"
+GOLDEN = __import__("pathlib").Path(__file__).resolve().parents[1] / "fixtures" / "golden_loss.json"
 
 
 def test_golden_loss(run):

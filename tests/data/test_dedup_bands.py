@@ -38,7 +38,7 @@ def _banded(sig_paths, tmp_path, bands_per_job, **kwargs):
     return read_dedup_outputs(tmp_path / "out")
 
 
-@pytest.mark.parametrize("config", ["config/config.yaml", "tests/data/ci.yaml"])
+@pytest.mark.parametrize("config", ["config/config.yaml", "tests/fixtures/ci.yaml"])
 def test_equals_minhash_lsh_on_the_suites_corpora(config, tmp_path):
     data = load_config(config)["data"]
     generate_corpus(tmp_path / "train.jsonl", tmp_path / "heldout.jsonl", **data["generator"])

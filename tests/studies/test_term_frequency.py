@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import yaml
 from helpers_checkpoints import _tokenizer_json
-from helpers_dag import dry_run_counts
 
 from workflow.data.indexed_dataset import write_indexed_dataset
 from workflow.studies.term_frequency.config import TermFrequencyError, check_config
@@ -478,30 +477,3 @@ def test_bad_config_is_refused_naming_the_key(over, message):
 
 
 # ------------------------------------------------------------------------------------ DAGs
-
-
-def test_paper_config_plans_the_figures_and_table_4(tmp_path):
-    counts = dry_run_counts(
-        tmp_path,
-        "results/pythia/figures/term_frequency_plus.pdf",
-        "results/pythia/figures/term_frequency_times.pdf",
-        "results/pythia/tables/term_frequency_gap.md",
-        "--configfile",
-        "config/pythia.yaml",
-    )
-    # 8 deduped models x 6 checkpoints (13000..143000 every 26000), one GPU job each
-    assert sum(n for r, n in counts.items() if r.startswith("term_frequency_eval_")) == 48
-    for rule, n in [
-        ("term_frequency_tasks", 1),
-        ("term_frequency_counts", 1),
-        ("term_frequency_table", 1),
-        ("fig_term_frequency", 2),
-    ]:
-        assert counts[rule] == n, (rule, counts)
-    assert not any(r.startswith("train_") and "standard" in r for r in counts)
-
-
-def test_embedded_default_builds_the_study(tmp_path):
-    counts = dry_run_counts(tmp_path)
-    assert counts["term_frequency_table"] == 1 and counts["fig_term_frequency"] == 2
-    assert sum(n for r, n in counts.items() if r.startswith("term_frequency_eval_")) == 8

@@ -23,7 +23,7 @@ from workflow.plan.resources import (
 )
 from workflow.train.launch import distributed_command, needs_launcher, rank_env_from_slurm
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_plan_summary_against_the_paper(paper_raw, paper_jobs):
 
 
 def test_write_plan_is_atomic_csv(tmp_path):
-    raw = load_config("tests/data/ci.yaml")
+    raw = load_config("tests/fixtures/ci.yaml")
     summary = write_plan(raw, tmp_path / "jobs.csv", tmp_path / "summary.csv")
     header = (tmp_path / "jobs.csv").read_text().splitlines()[0]
     assert (
@@ -136,7 +136,7 @@ def test_a_job_larger_than_a_node_is_refused(paper_raw):
 
 def test_snakemake_refuses_an_oversized_node_request_before_the_dag(tmp_path):
     bad = tmp_path / "bad.yaml"
-    text = (REPO / "tests/data/slurm.yaml").read_text()
+    text = (REPO / "tests/fixtures/slurm.yaml").read_text()
     bad.write_text(text.replace("gpus: 1, nodes: 2}", "gpus: 4, nodes: 2}"))
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--configfile", str(bad)]
@@ -237,7 +237,7 @@ def test_profile_slurm_resolves_from_the_repository_root(tmp_path):
     cluster variables)."""
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--profile", "slurm"]
-        + ["--configfile", "tests/data/ci.yaml", "--directory", str(tmp_path)],
+        + ["--configfile", "tests/fixtures/ci.yaml", "--directory", str(tmp_path)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -251,7 +251,7 @@ def test_profile_slurm_resolves_from_the_repository_root(tmp_path):
 def test_a_target_no_rule_makes_is_refused_before_submission(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--profile", "slurm"]
-        + ["--configfile", "tests/data/ci.yaml", "--directory", str(tmp_path)]
+        + ["--configfile", "tests/fixtures/ci.yaml", "--directory", str(tmp_path)]
         + ["results/ci/no/such/target.csv"],
         cwd=REPO,
         capture_output=True,

@@ -163,7 +163,7 @@ def test_snakemake_reports_a_bad_config_by_key(tmp_path):
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(
-        Path("tests/data/ci.yaml").read_text().replace("seq_length: 32", "seq_length: long")
+        Path("tests/fixtures/ci.yaml").read_text().replace("seq_length: 32", "seq_length: long")
     )
     proc = subprocess.run(
         [

@@ -1,4 +1,4 @@
-"""Byte compatibility with GPT-NeoX v1.0, against files NeoX itself wrote (tests/data/neox)."""
+"""Byte compatibility with GPT-NeoX v1.0, against files NeoX itself wrote (tests/fixtures/neox)."""
 
 import json
 import shutil
@@ -10,7 +10,7 @@ import pytest
 from workflow.data.indexed_dataset import IndexedDatasetWriter, MMapIndexedDataset, dtype_for_vocab
 from workflow.data.pack_shuffle import index_map_names, pack_samples
 
-GOLDEN = Path(__file__).parent / "data" / "neox"
+GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "neox"
 
 
 @pytest.mark.parametrize("vocab", [50304, 100000])

@@ -17,7 +17,7 @@ from workflow.train.model import build_model
 from workflow.train.step import lm_loss
 
 pytestmark = pytest.mark.deepspeed
-GOLDEN = __import__("pathlib").Path(__file__).parent / "data" / "golden_loss.json"
+GOLDEN = __import__("pathlib").Path(__file__).resolve().parents[1] / "fixtures" / "golden_loss.json"
 
 
 def _grads(model, rows, chunk=None):

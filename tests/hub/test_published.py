@@ -22,7 +22,7 @@ from workflow.hub import fetch_published
 from workflow.hub.fetch_published import fetch_published_checkpoint
 from workflow.hub.layout import HubError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 ORG = "EleutherAI"
 STEPS = (0, 4, 8)  # 8 = the final step = main
 GITATTRIBUTES = "*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
@@ -106,7 +106,7 @@ def test_published_source_runs_to_a_figure(hub, tmp_path):
     """`--config checkpoints=published`: no training, no upload; the eval and the figure run on
     checkpoints fetched from the (stand-in) Hub."""
     cfg = without_case_studies(
-        yaml.safe_load((REPO_ROOT / "tests" / "data" / "ci.yaml").read_text())
+        yaml.safe_load((REPO_ROOT / "tests" / "fixtures" / "ci.yaml").read_text())
     )
     cfg["run"] = "pub"
     cfg["models"] = {"tiny-70m": cfg["models"]["tiny-70m"]}

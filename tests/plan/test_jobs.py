@@ -15,7 +15,7 @@ from workflow.core.config import load_config
 from workflow.plan.estimate import plan_jobs
 from workflow.plan.jobs import SuiteJobs, rule_tag, step_chunks
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CONFIGS = {"default": "config/config.yaml", "pythia": "config/pythia.yaml"}
 
 

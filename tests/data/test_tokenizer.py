@@ -182,7 +182,7 @@ def test_fetch_pretrained_tokenizer_from_offline_cache(data, tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=Path(__file__).resolve().parents[2],
         check=True,
     )
     assert out.read_bytes() == (data / "tokenizer.json").read_bytes()

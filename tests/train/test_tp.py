@@ -26,7 +26,7 @@ pytestmark = pytest.mark.deepspeed
 SIZE, VARIANT = "tp", "standard"
 SEQ, BATCH, VOCAB = 16, 8, 300
 STEPS = (1, 2, 4, 8)
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def tp_suite(gpus: int = 0, model_parallel: int = 1, training=None) -> SuiteConfig:

@@ -382,7 +382,7 @@ def test_upload_rule_never_writes_the_token(hubeval_ckpts, hubeval_minihub, tmp_
     secret = "hf_NEVERinLOGSneverINlogs0123456789"
     hub = hubeval_minihub
     hub.server.valid_tokens.add(secret)
-    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    repo_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     cfg = yaml.safe_load(open(os.path.join(repo_root, "tests", "data", "ci.yaml")))
     cfg["run"] = "tok"
     cfg["hub"] = {"backend": "huggingface", "org": "tok-org", "endpoint": hub.url}

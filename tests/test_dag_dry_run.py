@@ -1,0 +1,114 @@
+"""Dry runs of the DAG (`snakemake -n`): the jobs each config plans, counted per rule, with no
+network, cluster or data."""
+
+import math
+
+import pytest
+from helpers_dag import dry_run_counts
+
+
+def test_paper_suite_plans_without_network(tmp_path):
+    counts = dry_run_counts(tmp_path, "--configfile", "config/pythia.yaml")
+    assert counts["download"] == 30
+    assert counts["upload"] == 16 * 154
+    # zero-shot grid + five-shot grid, one checkpoint per job (eval.steps_per_job: 1)
+    suite_evals = [r for r in counts if r.startswith("evaluate_") and "intervention" not in r]
+    assert sum(counts[r] for r in suite_evals) == 16 * (27 + 15)
+    # the paper's five interventions (70m, 410m, 1.4b, 6.9b at 7%; 1.4b at 21%), both arms
+    arms = [r for r in counts if r.startswith("intervention_") and r != "intervention_table"]
+    assert sum(counts[r] for r in arms) == 5 and counts["intervention_table"] == 1
+    assert (
+        sum(n for r, n in counts.items() if r.startswith("evaluate_") and "intervention" in r) == 5
+    )
+
+
+@pytest.mark.parametrize(
+    "overlay, expected",
+    [
+        # 21 shards + .idx per variant, merged; training reads them as is
+        ("pythia_preshuffled", {"download_release": 44, "merge_release": 2}),
+        # 83 shards + .idx of the deduped documents, merged, then NeoX's packing and shuffle
+        ("pythia_idxmaps", {"download_release": 84, "merge_release": 1, "pack_shuffle": 1}),
+    ],
+)
+def test_paper_suite_plans_from_released_data(tmp_path, overlay, expected):
+    counts = dry_run_counts(
+        tmp_path, "--configfile", "config/pythia.yaml", f"config/sources/{overlay}.yaml"
+    )
+    for rule in ("corpus", "tokenize", "dedup", "dedup_signatures", "deduped_documents"):
+        assert rule not in counts, rule
+    for rule, n in expected.items():
+        assert counts[rule] == n, (rule, counts)
+    assert sum(n for r, n in counts.items() if r.startswith("train_")) > 0
+
+
+def test_paper_figure_from_published_checkpoints_plans_no_training(tmp_path):
+    counts = dry_run_counts(
+        tmp_path,
+        "results/pythia/figures/lambada_over_training.pdf",
+        "--configfile",
+        "config/pythia.yaml",
+        "--config",
+        "checkpoints=published",
+    )
+    # 16 models x 27 steps fetched from EleutherAI/pythia-*; 0-shot at all, 5-shot at 15
+    assert counts["fetch_published"] == 16 * 27
+    assert sum(n for r, n in counts.items() if r.startswith("evaluate_")) == 16 * (27 + 15)
+    rules = {"evaluate" if r.startswith("evaluate_") else r for r in counts}
+    assert {r for r in rules if not r.endswith(":")} == {
+        "fetch_published",
+        "evaluate",
+        "eval_table",
+        "fig_lambada_over_training",
+        "prefetch_eval_data",  # lm-eval task data, once, before the offline eval jobs
+        "total",
+    }
+
+
+def test_paper_suite_plans_memorization_and_fig3(tmp_path):
+    counts = dry_run_counts(
+        tmp_path,
+        "--configfile",
+        "config/pythia.yaml",
+        "--",
+        "results/pythia/tables/memorization.csv",
+        "results/pythia/figures/memorization_qq_12b_step143000.pdf",
+    )
+    # 16 models x steps 23000..143000 (every 20000) x ceil(step*1024 / 2^23) shards
+    shards = sum(math.ceil(s * 1024 / 2**23) for s in range(23000, 143001, 20000))
+    assert counts["memorization_scores"] == 16 * shards == 1200
+    assert counts["memorization_gather"] == 16 * 7
+    assert counts["fig_memorization_qq"] == counts["memorization_table"] == 1
+
+
+def test_embedded_default_builds_fig3_in_all(tmp_path):
+    counts = dry_run_counts(tmp_path)
+    assert counts["memorization_scores"] == counts["memorization_gather"] == 16
+    assert counts["fig_memorization_qq"] == counts["memorization_table"] == 1
+
+
+def test_paper_config_plans_the_figures_and_table_4(tmp_path):
+    counts = dry_run_counts(
+        tmp_path,
+        "results/pythia/figures/term_frequency_plus.pdf",
+        "results/pythia/figures/term_frequency_times.pdf",
+        "results/pythia/tables/term_frequency_gap.md",
+        "--configfile",
+        "config/pythia.yaml",
+    )
+    # 8 deduped models x 6 checkpoints (13000..143000 every 26000), one GPU job each
+    assert sum(n for r, n in counts.items() if r.startswith("term_frequency_eval_")) == 48
+    for rule, n in [
+        ("term_frequency_tasks", 1),
+        ("term_frequency_counts", 1),
+        ("term_frequency_table", 1),
+        ("fig_term_frequency", 2),
+    ]:
+        assert counts[rule] == n, (rule, counts)
+    assert not any(r.startswith("train_") and "standard" in r for r in counts)
+
+
+def test_embedded_default_builds_the_study(tmp_path):
+    counts = dry_run_counts(tmp_path)
+    assert counts["term_frequency_table"] == 1 and counts["fig_term_frequency"] == 2
+    assert sum(n for r, n in counts.items() if r.startswith("term_frequency_eval_")) == 8
