@@ -383,7 +383,7 @@ def test_upload_rule_never_writes_the_token(hubeval_ckpts, hubeval_minihub, tmp_
     hub = hubeval_minihub
     hub.server.valid_tokens.add(secret)
     repo_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    cfg = yaml.safe_load(open(os.path.join(repo_root, "tests", "data", "ci.yaml")))
+    cfg = yaml.safe_load(open(os.path.join(repo_root, "tests", "fixtures", "ci.yaml")))
     cfg["run"] = "tok"
     cfg["hub"] = {"backend": "huggingface", "org": "tok-org", "endpoint": hub.url}
     (tmp_path / "tok.yaml").write_text(yaml.safe_dump(cfg))
