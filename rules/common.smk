@@ -14,7 +14,12 @@ from workflow.data.planted import occupation_subset
 from workflow.core.releases import release_for
 from workflow.plan.jobs import SuiteJobs
 from workflow.plan.profiles import check_profile_variables
-from workflow.plan.resources import check_gpu_memory, check_node_fit, eval_resources, train_resources
+from workflow.plan.resources import (
+    check_gpu_memory,
+    check_node_fit,
+    eval_resources,
+    train_resources,
+)
 
 export_library_path(workflow.basedir)
 
@@ -45,7 +50,9 @@ try:
         SUITE,
         source=", ".join(map(str, workflow.config_settings.configfiles)) or "config",
     )
-    check_gpu_memory(SUITE, ", ".join(map(str, workflow.config_settings.configfiles)) or "config")
+    check_gpu_memory(
+        SUITE, ", ".join(map(str, workflow.config_settings.configfiles)) or "config"
+    )
 except ConfigError as e:
     raise WorkflowError(str(e)) from None
 

@@ -10,9 +10,9 @@ windows) `workflow.core.schedule`.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Mapping
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
