@@ -41,6 +41,15 @@ from dataclasses import dataclass
 
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 GIB = 1024**3
+# GPT-NeoX-20B's tokenizer (reference §3.1): the vocabulary of a `pretrained` tokenizer.
+NEOX_VOCAB = 50277
+
+
+def vocab_size(suite) -> int:
+    tok = suite.raw["data"]["tokenizer"]
+    return NEOX_VOCAB if tok["kind"] == "pretrained" else tok["vocab_size"]
+
+
 # CUDA context + cuBLAS/flash workspaces + fragmentation of PyTorch's caching allocator: a fixed
 # part and a share of the rest (DeepSpeed's and Megatron's own planners assume 10-20%).
 MARGIN_FIXED = 1.5 * GIB
@@ -276,7 +285,6 @@ def _with_margin(weights, gradients, optimizer, buckets, activations, loss) -> E
 def model_shape(suite, spec, rows: int, seq: int) -> Shape:
     """The Shape of `spec` (vocabulary padded as the embedding is) holding rows x seq tokens."""
     from workflow.core.config import padded_vocab_size
-    from workflow.plan.resources import vocab_size
 
     vocab = padded_vocab_size(
         vocab_size(suite), suite.training.make_vocab_size_divisible_by, spec.model_parallel

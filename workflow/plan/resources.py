@@ -28,14 +28,14 @@ from typing import Any
 from workflow.core.config import ConfigError, ModelSpec, SuiteConfig, padded_vocab_size
 from workflow.core.layout import Layout
 from workflow.data.jobs import DataJobs
-
-# GPT-NeoX-20B's tokenizer (reference §3.1): the vocabulary of a `pretrained` tokenizer.
-NEOX_VOCAB = 50277
-
-
-def vocab_size(suite: SuiteConfig) -> int:
-    tok = suite.raw["data"]["tokenizer"]
-    return NEOX_VOCAB if tok["kind"] == "pretrained" else tok["vocab_size"]
+from workflow.plan.memory import (
+    GIB,
+    NEOX_VOCAB,  # noqa: F401 (re-exported: the plan and tests name it here)
+    fit_hints,
+    forward_job_memory,
+    suite_training_memory,
+    vocab_size,
+)
 
 
 def model_params(suite: SuiteConfig, spec: ModelSpec) -> int:
@@ -168,8 +168,6 @@ def check_gpu_memory(suite: SuiteConfig, source: str = "config") -> None:
     forward-only jobs (evaluation, memorization, term frequency, intervention evals), would not
     fit one GPU of `compute.node` by the memory model (workflow/plan/memory.py): one line per
     job kind naming the model, the estimate, the limit and what would make it fit."""
-    from workflow.plan.memory import GIB, fit_hints, forward_job_memory, suite_training_memory
-
     node = suite.raw["compute"]["node"]
     gpu_models = [name for name, spec in suite.models.items() if spec.gpus]
     if not gpu_models:
