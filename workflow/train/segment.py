@@ -166,11 +166,7 @@ def train_segment(
         job = Job(variant, size, spec, training, rank, world)
         say = log if rank == 0 else _quiet
         if job.tp > 1:
-            placement = tp_placement(job.tp)
-            say(
-                f"{job.name}: {job.dp} data-parallel x {job.tp} tensor-parallel ranks; groups "
-                + " ".join(f"{ranks[0]}-{ranks[-1]}@{node}" for ranks, node in placement)
-            )
+            say(placement_line(job))
         key = job.resume_key(data_fingerprint(samples_prefix))
         # the resume point: the segment's start, or the state a preempted run of it left
         start = segment.start
@@ -192,11 +188,7 @@ def train_segment(
             ckpt.save(out_dirs[0], 0, None, with_deepspeed=True)
             say(f"saved step 0 -> {out_dirs[0]}")
             return []
-        say(
-            f"{job.name}: steps {start + 1}..{segment.end} on {world} rank(s) ({job.dp} "
-            f"data-parallel x {job.tp} tensor-parallel), micro-batch {micro} x {gas} "
-            f"accumulation, {spec.precision}, ZeRO {job.stage}"
-        )
+        say(start_line(job, start, segment.end, micro, gas))
         # the loop: batch -> forward/backward -> step, log, checkpoint; stop on a signal
         layout = dict(
             batch=b,
@@ -226,6 +218,23 @@ def train_segment(
 
 
 # --------------------------------------------------------------------------- the parts
+
+
+def placement_line(job: Job) -> str:
+    """Where the tensor-parallel groups run (each must stay inside one node: tp_placement)."""
+    placement = tp_placement(job.tp)
+    return (
+        f"{job.name}: {job.dp} data-parallel x {job.tp} tensor-parallel ranks; groups "
+        + " ".join(f"{ranks[0]}-{ranks[-1]}@{node}" for ranks, node in placement)
+    )
+
+
+def start_line(job: Job, start: int, end: int, micro: int, gas: int) -> str:
+    return (
+        f"{job.name}: steps {start + 1}..{end} on {job.world} rank(s) ({job.dp} "
+        f"data-parallel x {job.tp} tensor-parallel), micro-batch {micro} x {gas} "
+        f"accumulation, {job.spec.precision}, ZeRO {job.stage}"
+    )
 
 
 def check_segment(
