@@ -16,14 +16,9 @@ from workflow.studies.term_frequency.config import TermFrequencyError, check_con
 from workflow.studies.term_frequency.counts import (
     NUMBER_RE,
     NumberTokens,
-    TokenBytes,
-    clean_up_spaces,
     count_numbers,
     count_numbers_reference,
-    count_windows,
     cumulative_counts,
-    decode_rows_as_pythia,
-    pythia_window_numbers,
 )
 from workflow.studies.term_frequency.evaluate import per_x1_accuracy
 from workflow.studies.term_frequency.figure import (
@@ -31,6 +26,13 @@ from workflow.studies.term_frequency.figure import (
     frequency_bins,
     plot_frequency_accuracy,
     pythia_bins,
+)
+from workflow.studies.term_frequency.pythia_counts import (
+    TokenBytes,
+    clean_up_spaces,
+    count_windows,
+    decode_rows_as_pythia,
+    pythia_window_numbers,
 )
 from workflow.studies.term_frequency.table import frequency_gap, frequency_table, gap_table
 from workflow.studies.term_frequency.tasks import (
