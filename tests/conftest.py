@@ -11,3 +11,33 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parent.parent
 # tests read config/ and run scripts relative to the repository root
 os.chdir(REPO)
+
+# Under pytest-xdist (`-n`, pyproject's addopts) the tests of one module share a worker, so that
+# a module's expensive fixtures (the tiny DAG, the Slurm cluster, the tensor-parallel run) are
+# built once; the reliability package shares one session fixture (its baseline run) and so one
+# worker. The slow modules go first, so that the last one to start is a short one.
+_SLOW_FIRST = (
+    "tests/test_workflow.py",
+    "tests/test_slurm.py",
+    "tests/reliability",
+    "tests/train/test_tp.py",
+    "tests/hub/test_published.py",
+    "tests/test_bench.py",
+)
+
+
+def _group(nodeid: str) -> str:
+    path = nodeid.split("::", 1)[0]
+    return "tests/reliability" if path.startswith("tests/reliability/") else path
+
+
+def pytest_collection_modifyitems(config, items):
+    import pytest
+
+    def rank(item):
+        group = _group(item.nodeid)
+        return _SLOW_FIRST.index(group) if group in _SLOW_FIRST else len(_SLOW_FIRST)
+
+    items.sort(key=rank)  # stable: the order inside a module is kept
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_group(item.nodeid)))
