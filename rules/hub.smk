@@ -8,6 +8,9 @@ rule upload:
         run_path("hub", "{variant}", "{size}", "step{step}.json"),
     log:
         run_path("logs", "hub", "{variant}", "{size}", "step{step}.log"),
+    # first among the ready jobs: a checkpoint leaves the cluster's disk as soon as it exists, and
+    # ~200 waiting uploads would make each scheduling round stat all their inputs (issue 18)
+    priority: 10
     conda:
         "../envs/pipeline.yaml"
     resources:

@@ -23,12 +23,19 @@ _SLOW_FIRST = (
     "tests/train/test_tp.py",
     "tests/hub/test_published.py",
     "tests/test_bench.py",
+    "dry runs",
 )
+
+
+# modules that share something expensive: a session fixture, or the same dry runs (helpers_dag)
+_SHARED = {"tests/test_dag_dry_run.py": "dry runs", "tests/plan/test_jobs.py": "dry runs"}
 
 
 def _group(nodeid: str) -> str:
     path = nodeid.split("::", 1)[0]
-    return "tests/reliability" if path.startswith("tests/reliability/") else path
+    if path.startswith("tests/reliability/"):
+        return "tests/reliability"
+    return _SHARED.get(path, path)
 
 
 def pytest_collection_modifyitems(config, items):
