@@ -3,6 +3,8 @@
 import os
 from pathlib import Path
 
+import pytest
+
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 # No HF_HUB_OFFLINE here: the hub tests talk to a loopback Hub-API test double. Nothing may
 # reach huggingface.co: code under test only gets local paths or the loopback endpoint.
@@ -38,9 +40,8 @@ def _group(nodeid: str) -> str:
     return _SHARED.get(path, path)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
-    import pytest
-
     def rank(item):
         group = _group(item.nodeid)
         return _SLOW_FIRST.index(group) if group in _SLOW_FIRST else len(_SLOW_FIRST)
