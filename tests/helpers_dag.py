@@ -26,7 +26,7 @@ def dry_run(tmp_path, *args) -> DryRun:
     return _dry_run(args)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _dry_run(args: tuple[str, ...]) -> DryRun:
     scratch = tempfile.mkdtemp(prefix="pythia-dry-run.")
     proc = subprocess.run(
