@@ -26,9 +26,13 @@ def dry_run(tmp_path, *args) -> DryRun:
     return _dry_run(args)
 
 
+# one scratch root per test process, removed when the process exits
+_SCRATCH = tempfile.TemporaryDirectory(prefix="pythia-dry-runs.")
+
+
 @functools.cache
 def _dry_run(args: tuple[str, ...]) -> DryRun:
-    scratch = tempfile.mkdtemp(prefix="pythia-dry-run.")
+    scratch = tempfile.mkdtemp(dir=_SCRATCH.name)
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile")]
         + ["--directory", scratch, *args],
