@@ -203,3 +203,41 @@ def test_broken_checkpoints_are_named_before_any_evaluation(hubeval_task, tmp_pa
     (other_tok / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match=r"other_tokenizer: its tokenizer has \d+ tokens"):
         evaluate_checkpoint(other_tok, **kw)
+
+
+@pytest.mark.parametrize("shots", [0, 1])
+def test_scores_equal_lm_eval_simple_evaluate(hubeval_task, shots):
+    # evaluate_checkpoint runs simple_evaluate's steps without its environment report (a
+    # `pip list` subprocess per call): the scores and per-document answers must be lm-eval's
+    from lm_eval import simple_evaluate
+
+    from workflow.eval.evaluate import _task_index
+
+    kw = dict(num_fewshot=shots, batch_size=4, limit=12, bootstrap_iters=100)
+    ours = evaluate_checkpoint(
+        hubeval_task["ckpt"],
+        tasks_dir=hubeval_task["tasks"],
+        tasks=[CLOZE_TASK],
+        log_samples=True,
+        **kw,
+    )
+    theirs = simple_evaluate(
+        model="hf",
+        model_args={"pretrained": str(hubeval_task["ckpt"].resolve()), "dtype": "float32"},
+        tasks=[CLOZE_TASK],
+        task_manager=_task_index([CLOZE_TASK], hubeval_task["tasks"]),
+        device="cpu",
+        log_samples=True,
+        **kw,
+    )
+    assert "pretty_env_info" in theirs and "pretty_env_info" not in json.dumps(ours)
+    assert ours["results"][CLOZE_TASK] == {
+        k.removesuffix(",none"): v for k, v in theirs["results"][CLOZE_TASK].items() if "," in k
+    }
+    assert ours["n_samples"] == theirs["n-samples"]
+    # per document the log-likelihood of its continuation: with shots=1 it also depends on the
+    # few-shot example drawn (simple_evaluate's few-shot seed)
+    assert [s["filtered_resps"] for s in ours["samples"][CLOZE_TASK]] == [
+        s["filtered_resps"] for s in theirs["samples"][CLOZE_TASK]
+    ]
+    assert ours["config"]["model_num_parameters"] == theirs["config"]["model_num_parameters"]

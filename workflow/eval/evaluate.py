@@ -1,10 +1,10 @@
 """Evaluate checkpoints with EleutherAI's lm-evaluation-harness (the evaluate_* rules).
 
 Pythia evaluates every checkpoint with lm-eval (reference/pythia.md §5). ``evaluate_checkpoint``
-runs ``lm_eval.simple_evaluate`` on a checkpoint directory, or on a Hub repo at a ``step{N}``
-revision, over our local task files (workflow.eval.task_files) and lm-eval's built-in tasks;
-``evaluate_checkpoints`` evaluates several checkpoints of one model in one process. See
-reference/eval-offline.md for the pitfalls this module avoids.
+runs lm-eval's ``hf`` model (``simple_evaluate``'s steps) on a checkpoint directory, or on a
+Hub repo at a ``step{N}`` revision, over our local task files (workflow.eval.task_files) and
+lm-eval's built-in tasks; ``evaluate_checkpoints`` evaluates several checkpoints of one
+model in one process. See reference/eval-offline.md for the pitfalls this module avoids.
 """
 
 from __future__ import annotations
@@ -163,6 +163,60 @@ def _provenance(model_path: str | os.PathLike) -> dict | None:
 # ------------------------------------------------------------------------------ evaluation
 
 
+def _simple_evaluate(
+    *,
+    model_args: dict[str, Any],
+    tasks: list[str],
+    task_manager,
+    num_fewshot: int,
+    batch_size: int,
+    device: str,
+    limit: int | None,
+    bootstrap_iters: int,
+    log_samples: bool,
+) -> dict[str, Any]:
+    """``lm_eval.simple_evaluate(model="hf", ...)`` without the environment report it appends
+    to each result: torch's ``collect_env`` (a ``pip list`` subprocess) and ``git describe``,
+    ~1 s at every checkpoint, a fifth of a small model's evaluation (issue 18), and nothing
+    we keep. What decides the scores is lm-eval's own, in simple_evaluate's order: its default
+    seeds, the ``hf`` model from its registry, the tasks from the task manager with
+    ``num_fewshot`` and the few-shot seed set as simple_evaluate sets them, then
+    ``lm_eval.evaluator.evaluate`` with simple_evaluate's arguments. Returns evaluate's
+    result dict with ``config`` = the model's info (``model_sha``, ``model_num_parameters``).
+    tests/eval/test_evaluate.py checks the result equals simple_evaluate's."""
+    import random
+
+    import numpy as np
+    from lm_eval.api.registry import get_model
+    from lm_eval.defaults import DEFAULT_OTHER_SEED, DEFAULT_RANDOM_SEED
+    from lm_eval.evaluator import evaluate
+    from lm_eval.utils import set_torch_seed
+
+    random.seed(DEFAULT_RANDOM_SEED)
+    np.random.seed(DEFAULT_OTHER_SEED)
+    set_torch_seed(DEFAULT_OTHER_SEED)
+    lm = get_model("hf").create_from_arg_obj(
+        model_args, {"batch_size": batch_size, "max_batch_size": None, "device": device}
+    )
+    loaded = task_manager.load(tasks)
+    for task in loaded["tasks"].values():
+        # simple_evaluate's override: a task whose YAML says 0 shots keeps 0
+        if task.get_config("num_fewshot") != 0:
+            task.set_config(key="num_fewshot", value=num_fewshot)
+        task.set_fewshot_seed(seed=DEFAULT_OTHER_SEED)
+    res = evaluate(
+        lm=lm,
+        task_dict=loaded,
+        limit=limit,
+        bootstrap_iters=bootstrap_iters,
+        log_samples=log_samples,
+        fewshot_as_multiturn=True,  # simple_evaluate's default, passed on (no chat template)
+        verbosity=None,
+    )
+    res["config"] = lm.get_model_info()
+    return res
+
+
 def evaluate_checkpoint(
     model_path: str | os.PathLike,
     *,
@@ -176,7 +230,7 @@ def evaluate_checkpoint(
     bootstrap_iters: int = 1000,
     log_samples: bool = False,
 ) -> dict[str, Any]:
-    """Run lm-eval's ``simple_evaluate`` with the ``hf`` model on `model_path`.
+    """Run lm-eval (what ``simple_evaluate`` runs) with the ``hf`` model on `model_path`.
 
     `model_path` is a checkpoint directory, or a Hub repo id (then `revision`, e.g. ``step1000``,
     selects the checkpoint; it is refused for a directory, where lm-eval would silently ignore it).
@@ -186,7 +240,6 @@ def evaluate_checkpoint(
     scores, e.g. accuracy per operand for the term-frequency study).
     """
     from lm_eval import __version__ as lm_eval_version
-    from lm_eval import simple_evaluate
 
     if tasks_dir is not None:
         tasks_dir = Path(tasks_dir)
@@ -202,8 +255,7 @@ def evaluate_checkpoint(
     # DISABLE_MULTIPROC: bootstrap stderr in-process, no worker pool inside a pipeline job.
     # datasets_quiet: no S3 download-count ping, the same dataset cache keys as the prefetch.
     with _env(DISABLE_MULTIPROC="1"), datasets_quiet():
-        res = simple_evaluate(
-            model="hf",
+        res = _simple_evaluate(
             model_args=model_args,
             tasks=tasks,
             task_manager=task_manager,
