@@ -27,9 +27,9 @@ for _job in JOBS.train:
                     "{variant}",
                     _job.size,
                     "train_log",
-                    f"steps{_job.segment.start + 1}-{_job.segment.end}.csv",
+                    f"steps{_job.first_step + 1}-{_job.segment.end}.csv",
                 )
-                if _job.segment.start >= 0
+                if _job.segment.end > 0
                 else []
             ),
         log:

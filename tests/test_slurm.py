@@ -147,10 +147,11 @@ def dag(cluster, tmp_path_factory):
 
 
 def test_dag_runs_through_sbatch(dag):
-    """Data -> tokenizer -> samples -> init -> a training segment, and the plan, each a Slurm
-    job submitted by the profile; the outputs are a trained model and the plan."""
+    """Data -> tokenizer -> samples -> a training segment (the initialisation included), and
+    the plan, each a Slurm job submitted by the profile; the outputs are a trained model and
+    the plan."""
     workdir, jobs = dag
-    for rule in ("corpus", "tokenizer", "tokenize", "pack_shuffle", "init_tiny_70m", "plan"):
+    for rule in ("corpus", "tokenizer", "tokenize", "pack_shuffle", "plan"):
         assert jobs[rule]["state"] == "COMPLETED", jobs
     assert (jobs["train_tiny_70m_0_8"]["state"], jobs["train_tiny_70m_0_8"]["nodes"]) == (
         "COMPLETED",
@@ -167,7 +168,8 @@ def test_dag_runs_through_sbatch(dag):
     assert losses[-1] < losses[0]  # it learns
     with open(workdir / RUN / "plan" / "jobs.csv") as f:
         plan = {r["rule"]: r for r in csv.DictReader(f)}
-    assert {"init_tiny_70m", "train_tiny_70m_0_8", "evaluate_tiny_70m_0shot_0_8"} <= set(plan)
+    assert {"train_tiny_70m_0_8", "evaluate_tiny_70m_0shot_0_8"} <= set(plan)
+    assert not any(rule.startswith("init_") for rule in plan)  # step 0 is saved by 0_8
     assert (plan["train_tiny_70m_2n_0_8"]["gpus"], plan["train_tiny_70m_2n_0_8"]["nodes"]) == (
         "2",
         "2",
@@ -175,10 +177,11 @@ def test_dag_runs_through_sbatch(dag):
 
 
 def test_two_node_segment_matches_one_rank(dag):
-    """The 2-node twin: init and segment 0-8 each one Slurm job over both nodes (sbatch --nodes=2
-    --gres=gpu:1), 2 ranks started by srun; the losses are the 1-rank model's at every step."""
+    """The 2-node twin: segment 0-8 (the initialisation included) one Slurm job over both nodes
+    (sbatch --nodes=2 --gres=gpu:1), 2 ranks started by srun; the losses are the 1-rank model's
+    at every step."""
     workdir, jobs = dag
-    for rule in ("init_tiny_70m_2n", "train_tiny_70m_2n_0_8"):
+    for rule in ("train_tiny_70m_2n_0_8",):
         assert (jobs[rule]["state"], jobs[rule]["nodes"]) == ("COMPLETED", 2), jobs
     ckpt1 = workdir / RUN / "models" / "standard" / "tiny-70m"
     ckpt2 = workdir / RUN / "models" / "standard" / "tiny-70m-2n"
@@ -193,12 +196,13 @@ def test_two_node_segment_matches_one_rank(dag):
 
 
 def test_tp_segment_keeps_each_tensor_parallel_group_in_one_node(dag):
-    """The tensor-parallel twin (gpus 2, nodes 2, model_parallel 2): init and segment 0-8 each one
-    Slurm job over both nodes (sbatch --nodes=2 --gres=gpu:2), 4 ranks started by srun with a
-    node's ranks consecutive, so that tensor-parallel group 0-1 runs on node1 and 2-3 on node2
-    and only the data-parallel all-reduce crosses nodes; the losses are the 1-rank model's."""
+    """The tensor-parallel twin (gpus 2, nodes 2, model_parallel 2): segment 0-8 (the
+    initialisation included) one Slurm job over both nodes (sbatch --nodes=2 --gres=gpu:2), 4
+    ranks started by srun with a node's ranks consecutive, so that tensor-parallel group 0-1
+    runs on node1 and 2-3 on node2 and only the data-parallel all-reduce crosses nodes; the
+    losses are the 1-rank model's."""
     workdir, jobs = dag
-    for rule in ("init_tiny_70m_tp", "train_tiny_70m_tp_0_8"):
+    for rule in ("train_tiny_70m_tp_0_8",):
         assert (jobs[rule]["state"], jobs[rule]["nodes"]) == ("COMPLETED", 2), jobs
     ckpt1 = workdir / RUN / "models" / "standard" / "tiny-70m"
     ckpt_tp = workdir / RUN / "models" / "standard" / "tiny-70m-tp"

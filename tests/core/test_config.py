@@ -8,6 +8,7 @@ import yaml
 
 from workflow.core.config import (
     ConfigError,
+    Segment,
     SuiteConfig,
     checkpoint_schedule,
     load_config,
@@ -76,13 +77,28 @@ def test_embedded_default_is_a_16_model_suite():
 def test_segments_partition_the_schedule():
     schedule = checkpoint_schedule(143000, 1000)
     segs = training_segments(schedule, 10000)
-    assert segs[0].start == -1 and segs[0].steps == (0,)
+    # the first segment initialises (step 0) and trains on: no job of its own for step 0
+    assert segs[0].start == -1 and segs[0].steps[:12] == (
+        0,
+        1,
+        2,
+        4,
+        8,
+        16,
+        32,
+        64,
+        128,
+        256,
+        512,
+        1000,
+    )
     covered = [s for seg in segs for s in seg.steps]
     assert covered == schedule
     for prev, seg in zip(segs, segs[1:], strict=False):
         assert seg.start == prev.end  # each segment resumes from the previous one's last step
         assert all(seg.start < s <= seg.end for s in seg.steps)
-    assert segs[1].steps[:11] == (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000)
+    assert segs[0].end == 10000
+    assert training_segments([0], 10) == [Segment(-1, 0, (0,))]  # the initialisation alone
 
 
 def test_schedule_always_contains_the_last_step():

@@ -52,7 +52,10 @@ def test_training_segments_chain_per_size(suite):
     for size in jobs.sizes:
         train = [j for j in jobs.train if j.size == size]
         tag = rule_tag(size)
-        assert train[0].rule == f"init_{tag}" and train[0].resume is None
+        # the first segment initialises the model (step 0) and trains on
+        first = train[0]
+        assert first.rule == f"train_{tag}_0_{first.segment.end}" and first.resume is None
+        assert first.segment.start == -1 and first.segment.steps[0] == 0
         for prev, job in zip(train, train[1:], strict=False):
             assert job.rule == f"train_{tag}_{prev.segment.end}_{job.segment.end}"
             assert job.resume == jobs.layout.checkpoint("{variant}", size, prev.segment.end)

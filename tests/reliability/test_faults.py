@@ -189,7 +189,7 @@ def _changed_config(copy, tmp_path, edit):
 @pytest.mark.parametrize(
     "what, edit, first_rule",
     [
-        ("learning rate", lambda c: c["models"]["tiny-70m"].update(lr=2.0e-2), "init_tiny_70m"),
+        ("learning rate", lambda c: c["models"]["tiny-70m"].update(lr=2.0e-2), TRAIN_RULE),
         ("seed", lambda c: c["training"].update(seed=99), "pack_shuffle"),
         ("data source", lambda c: c["data"]["generator"].update(seed=12), "corpus"),
     ],

@@ -93,15 +93,13 @@ def test_start_is_a_segment_boundary_with_optimizer_state():
     (run,) = suite.interventions
     assert (run.start, run.end, run.window, run.name) == (12, 16, (14, 16), "intervention25")
     assert suite.segments(SIZE) == [
-        Segment(-1, 0, (0,)),
-        Segment(0, 8, (8,)),
+        Segment(-1, 8, (0, 8)),
         Segment(8, 12, (12,)),
         Segment(12, 16, (16,)),
     ]
     # boundaries only split where needed; the paper's 1.4b gets 113000 as a boundary
     assert training_segments([0, 10, 20, 30], 20, (25,)) == [
-        Segment(-1, 0, (0,)),
-        Segment(0, 20, (10, 20)),
+        Segment(-1, 20, (0, 10, 20)),
         Segment(20, 25, (25,)),
         Segment(25, 30, (30,)),
     ]

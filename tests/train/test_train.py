@@ -548,6 +548,50 @@ def test_preempted_segment_saves_and_resumes_bit_exact(run, tmp_path):
     assert [int(x.split(",")[0]) for x in lines[1:]] == list(range(1, 9))
 
 
+def test_first_segment_initialises_trains_on_and_resumes(run, tmp_path):
+    """A suite's first segment (-1, 4]: the initialisation is no job of its own. It saves the
+    same step 0 as the initialisation alone (DeepSpeed state included) and trains on in the
+    same process exactly as a segment resumed from that step 0; preempted after step 2 and run
+    again, it continues from its saved state to the same step 4."""
+    import os
+    import signal
+
+    from workflow.train.errors import Preempted
+    from workflow.train.segment import train_segment
+
+    steps = (0, 2, 4)
+    out = {s: tmp_path / f"step{s}" for s in steps}
+
+    def first_segment(log):
+        return train_segment(
+            run["suite"],
+            size=SIZE,
+            variant=VARIANT,
+            samples_prefix=run["samples"],
+            tokenizer_path=run["tok"],
+            segment=Segment(-1, 4, steps),
+            out_dirs=out,
+            resume_from=None,
+            log=log,
+        )
+
+    def stop_after_2(msg):
+        if msg.startswith("step 2 "):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(Preempted, match="stopped by a signal after step 2"):
+        first_segment(stop_after_2)
+    messages = []
+    hist = first_segment(messages.append)
+    assert any("resuming the preempted segment from step 2" in m for m in messages)
+    assert not any("initialised" in m for m in messages)  # step 0 came back with the state
+    assert [m["loss"] for m in hist] == [m["loss"] for m in run["full"][2:4]]
+    for s in steps:
+        ours = (out[s] / "model.safetensors").read_bytes()
+        assert ours == (run["tmp"] / "a" / f"step{s}" / "model.safetensors").read_bytes(), s
+    assert (out[0] / "deepspeed").is_dir()
+
+
 def test_cli_exits_75_on_sigusr1(run, tmp_path):
     import os
     import signal

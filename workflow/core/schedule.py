@@ -39,7 +39,8 @@ def config_schedule(config: Mapping[str, Any]) -> list[int]:
 
 @dataclass(frozen=True)
 class Segment:
-    """One training job: resumes from checkpoint `start` and saves `steps` (all in (start, end])."""
+    """One training job: resumes from checkpoint `start` and saves `steps` (all in (start, end]);
+    start -1: initialises the model (step 0, saved) and trains from there."""
 
     start: int
     end: int
@@ -51,26 +52,30 @@ def training_segments(
 ) -> list[Segment]:
     """Cut the schedule into jobs of about `segment_steps` steps.
 
-    Step 0 (the initialisation) is its own segment with start -1. A segment ends on the first
+    The first segment (start -1) initialises the model, saves it as step 0 and trains on: a
+    job of its own for the initialisation would pay a process's start-up (~6 s of imports on
+    CPU, a queue wait on a cluster) for well under a second of work. A schedule of step 0
+    alone is one initialisation segment, Segment(-1, 0, (0,)). A segment ends on the first
     scheduled step at least `segment_steps` after its start, or earlier on one of `boundaries`
-    (steps whose checkpoint must hold the optimizer state, as an intervention's start; they are
-    saved even when not scheduled), so boundaries are always checkpoints and every scheduled
-    step belongs to exactly one segment.
+    (steps whose checkpoint must hold the optimizer state, as an intervention's start; they
+    are saved even when not scheduled), so boundaries are always checkpoints and every
+    scheduled step belongs to exactly one segment.
     """
-    segments = []
-    rest = sorted({s for s in (*schedule, *boundaries) if s > 0})
-    if schedule and schedule[0] == 0:
-        segments.append(Segment(-1, 0, (0,)))
-        start = 0
-    else:
+    if not schedule or schedule[0] != 0:
         raise ConfigError("checkpoint schedule must start at step 0 (the initialisation)")
+    rest = sorted({s for s in (*schedule, *boundaries) if s > 0})
+    if not rest:
+        return [Segment(-1, 0, (0,))]
+    segments = []
+    start, saved = -1, (0,)
     while rest:
+        first = max(start, 0)
         # end on the first scheduled step at least segment_steps after start (or the last one)
-        end = next((s for s in rest if s >= start + segment_steps), rest[-1])
-        end = min([end, *(b for b in boundaries if start < b < end)])
-        segments.append(Segment(start, end, tuple(s for s in rest if s <= end)))
+        end = next((s for s in rest if s >= first + segment_steps), rest[-1])
+        end = min([end, *(b for b in boundaries if first < b < end)])
+        segments.append(Segment(start, end, saved + tuple(s for s in rest if s <= end)))
         rest = [s for s in rest if s > end]
-        start = end
+        start, saved = end, ()
     return segments
 
 

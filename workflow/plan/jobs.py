@@ -43,7 +43,8 @@ def step_chunks(steps: Iterable[int], per_job: int) -> list[tuple[int, ...]]:
 @dataclass(frozen=True)
 class TrainJob:
     """One segment of one model's training (rules/train.smk), for every variant: resumes from
-    checkpoint `segment.start` (the initialisation has start -1) and saves `segment.steps`."""
+    checkpoint `segment.start` and saves `segment.steps`; the first (start -1) initialises the
+    model, saves it as step 0 and trains on (rule train_{size}_0_{end})."""
 
     size: str
     segment: Segment
@@ -53,7 +54,7 @@ class TrainJob:
     def rule(self) -> str:
         seg = self.segment
         tag = rule_tag(self.size)
-        return f"train_{tag}_{seg.start}_{seg.end}" if seg.start >= 0 else f"init_{tag}"
+        return f"train_{tag}_{self.first_step}_{seg.end}" if seg.end > 0 else f"init_{tag}"
 
     @property
     def first_step(self) -> int:

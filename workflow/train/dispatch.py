@@ -85,7 +85,7 @@ def run_segment(
     )
     log(f"launching: {' '.join(cmd)}")
     code = subprocess.run(cmd).returncode
-    name = f"{variant}/{size} steps {segment.start + 1}..{segment.end}"
+    name = f"{variant}/{size} steps {max(segment.start, 0) + 1}..{segment.end}"
     if code == PREEMPTED_EXIT:
         raise Preempted(f"{name}: preempted, run again to continue")
     if code:

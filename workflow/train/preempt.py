@@ -66,9 +66,9 @@ def resume_preempted(
 ) -> int | None:
     """The step a usable preempted state of this segment holds, with the checkpoints it had made
     moved back into place; None when there is none (an unusable one is reported and ignored;
-    the init segment has none)."""
+    an initialisation alone has none)."""
     pdir = preempt_dir(out_dirs, segment)
-    if segment.start < 0 or not (pdir / CHECKPOINT_JSON).exists():
+    if segment.end == 0 or not (pdir / CHECKPOINT_JSON).exists():
         return None
     pstep = read_json(pdir / CHECKPOINT_JSON).get("step")
     try:

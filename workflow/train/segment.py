@@ -149,7 +149,7 @@ def train_segment(
     token_map: str | os.PathLike | None = None,
     extra_meta: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run one segment; returns the per-step metrics (empty for the init segment).
+    """Run one segment; returns the per-step metrics (empty for an initialisation alone).
 
     On SIGTERM/SIGUSR1 the segment saves its state after the step in flight and raises
     `Preempted`; run again, it continues from that state (bit-exact). `token_map` is a token-map
@@ -157,7 +157,7 @@ def train_segment(
     recorded in every checkpoint (the intervention's swap map and arm)."""
     spec, training = check_segment(config, size, segment, out_dirs, resume_from)
     spec = spec.for_variant(variant)  # e.g. pythia-1b bf16, pythia-1b-deduped fp16
-    b, seq, init_only = training.global_batch_size, training.seq_length, segment.start < 0
+    b, seq = training.global_batch_size, training.seq_length
     with launcher_env(), preemption_signals() as caught:
         # the inputs
         data = open_samples(samples_prefix, training, segment.end)
@@ -173,7 +173,7 @@ def train_segment(
         preempted = resume_preempted(segment, out_dirs, key, rank=rank, say=say)
         if preempted is not None:
             resume_from, start = preempt_dir(out_dirs, segment), preempted
-        resume_meta = {} if init_only else key.check(Path(resume_from), start)
+        resume_meta = {} if start < 0 else key.check(Path(resume_from), start)
         vocab = tokenizer_vocab_size(tokenizer_path)
         first = max(start, 0) + 1
         check_vocab(data, samples_prefix, tokenizer_path, vocab, first_step=first, batch=b)
@@ -183,12 +183,13 @@ def train_segment(
         meta = run_meta(job, key, micro=micro, gas=gas, extra=extra_meta)
         dp_group, tp_group = parallel_groups(job.tp)
         ckpt = CheckpointWriter(engine, meta, b, seq, rank, tokenizer_path, tp_group, job.dp_rank)
-        if init_only:
+        if start < 0:  # the first segment: NeoX's initialisation is step 0
             say(f"{job.name}: initialised ({spec.init}, seed {training.seed})")
             ckpt.save(out_dirs[0], 0, None, with_deepspeed=True)
             say(f"saved step 0 -> {out_dirs[0]}")
+        if segment.end == 0:
             return []
-        say(start_line(job, start, segment.end, micro, gas))
+        say(start_line(job, max(start, 0), segment.end, micro, gas))
         # the loop: batch -> forward/backward -> step, log, checkpoint; stop on a signal
         layout = dict(
             batch=b,
@@ -201,7 +202,7 @@ def train_segment(
         )
         history = []
         with open_progress(job, engine, segment, out_dirs, start, metrics_path) as progress:
-            for step in range(start + 1, segment.end + 1):
+            for step in range(max(start, 0) + 1, segment.end + 1):
                 m = train_step(
                     engine, data, step, own_grad_norm=job.own_grad_norm, token_lut=lut, **layout
                 )
@@ -252,10 +253,9 @@ def check_segment(
         raise TrainingError(f"segment {segment}: no output directory for steps {missing}")
     if any(not (segment.start < s <= segment.end) for s in segment.steps):
         raise TrainingError(f"segment {segment}: checkpoint steps must lie in (start, end]")
-    init_only = segment.start < 0
-    if init_only and segment.end != 0:
-        raise TrainingError(f"segment {segment}: start -1 is the initialisation, it must end at 0")
-    if not init_only and resume_from is None:
+    if segment.start < 0 and 0 not in segment.steps:
+        raise TrainingError(f"segment {segment}: start -1 initialises the model, it saves step 0")
+    if segment.start >= 0 and resume_from is None:
         raise TrainingError(f"segment {segment}: needs the step-{segment.start} checkpoint")
     return config.models[size], config.training
 
@@ -355,7 +355,7 @@ def open_progress(
         wandb_project=training.wandb_project if rank == 0 else None,
         run_name=f"{job.variant}-{job.size}",
     )
-    bar = progress_bar(segment.end - start, job.name, enabled=rank == 0)
+    bar = progress_bar(segment.end - max(start, 0), job.name, enabled=rank == 0)
     return Progress(steplog, bar, b * seq, job.world)
 
 
