@@ -5,9 +5,9 @@
 
 A job's wall time runs from the timestamp above its "rule X:" block to the one above its
 "Finished jobid: N" line (Snakemake stamps both to the second, so a job under a second counts as
-0 or 1 s). The per-job rules of a size (init_tiny_70m, train_tiny_70m_0_192, ...) are summed as one
-family (init, train, ...). The table: jobs, summed job seconds, mean, and share of all job time;
-with a baseline, the baseline's sum and baseline/ours (> 1: faster now).
+0 or 1 s). The per-job rules of a size (train_tiny_70m_0_384, evaluate_tiny_70m_0shot_0_384, ...)
+are summed as one family (train, evaluate, ...). The table: jobs, summed job seconds, mean, and
+share of all job time; with a baseline, the baseline's sum and baseline/ours (> 1: faster now).
 """
 
 from __future__ import annotations

@@ -264,10 +264,10 @@ def restore_engine(
     job: Job, vocab: int, resume_from: Path | None, start: int, meta: Mapping[str, Any]
 ):
     """(engine, micro_batch, accumulation_steps) holding the state after step `start`: NeoX's
-    initialisation for the init segment, else the checkpoint's DeepSpeed state, or its HF
-    weights alone at step 0 without a usable DeepSpeed state (saved by another number of ranks
-    or tensor-parallel size:
-    Adam moments are empty and the LR schedule is at 0 there anyway)."""
+    initialisation at start -1 (a suite's first segment), else the checkpoint's DeepSpeed
+    state, or its HF weights alone at step 0 without a usable DeepSpeed state (saved by another
+    number of ranks or tensor-parallel size: Adam moments are empty and the LR schedule is at 0
+    there anyway)."""
     spec, training = job.spec, job.training
     init_only = start < 0
     from_weights = start == 0 and (
