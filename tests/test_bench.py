@@ -1,5 +1,7 @@
 """The benchmark runner produces its table (tiny sizes; no timing assertions)."""
 
+import pytest
+
 from bench import run
 from bench.common import Result, table
 
@@ -45,3 +47,53 @@ def test_quick_benchmarks_run(tmp_path, capsys, monkeypatch):
     assert "| benchmark | ours | baseline | ratio | target | pass |" in out
     assert out.count("\n| ") >= 5
     assert all(f"| {r.name} |" in out for r in results)
+
+
+_LOG = """Building DAG of jobs...
+[Sun Dec  6 10:23:19 2026]
+localrule corpus:
+    output: results/tiny/data/corpus/train.jsonl
+    jobid: 8
+    resources: tmpdir=/tmp
+[Sun Dec  6 10:23:19 2026]
+localrule train_tiny_70m_0_384:
+    output: results/tiny/models/standard/tiny-70m/step0
+    jobid: 12
+    wildcards: variant=standard
+[Sun Dec  6 10:23:21 2026]
+Finished jobid: 8 (Rule: corpus)
+[Sun Dec  6 10:23:21 2026]
+localrule train_tiny_1_4b_0_303:
+    jobid: 13
+[Sun Dec  6 10:23:40 2026]
+Finished jobid: 12 (Rule: train_tiny_70m_0_384)
+[Sun Dec  6 10:23:41 2026]
+localrule evaluate_tiny_70m_0shot_0_384:
+    jobid: 14
+[Sun Dec  6 10:23:51 2026]
+Finished jobid: 13 (Rule: train_tiny_1_4b_0_303)
+"""
+
+
+def test_rule_times_from_a_snakemake_log(tmp_path, capsys):
+    """Per-family job times: a job runs from the stamp above its rule block to the one above
+    its "Finished jobid" line; the per-size rules sum into their family; unfinished jobs
+    (evaluate here) are left out; the baseline column divides its sums by ours."""
+    from bench import rule_times
+
+    log = tmp_path / "run.snakemake.log"
+    log.write_text(_LOG)
+    times = rule_times.parse_log(log)
+    assert times.families == {"corpus": [2.0], "train": [21.0, 30.0]}
+    assert (times.job_seconds, times.wall) == (53.0, 32.0)  # 10:23:19 to 10:23:51
+    base = tmp_path / "base.snakemake.log"
+    base.write_text(_LOG.replace("10:23:40", "10:24:01").replace("10:23:51", "10:24:21"))
+    assert rule_times.main([str(log), "--baseline", str(base)]) == 0
+    out = capsys.readouterr().out
+    assert "| train | 2 | 51 | 25.5 | 96.2% | 2 | 102 | 2.00x |" in out
+    assert "| all jobs | 3 | 53 | | | 3 | 104 | 1.96x |" in out
+    assert "| wall (first start to last end) | | 32 | | | | 62 | 1.94x |" in out
+    empty = tmp_path / "empty.log"
+    empty.write_text("Building DAG of jobs...\n")
+    with pytest.raises(SystemExit, match="no finished jobs found"):
+        rule_times.parse_log(empty)
