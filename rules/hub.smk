@@ -1,26 +1,38 @@
 # Upload every checkpoint as branch step{N} of {org}/pythia-{size}[-deduped] (main = final step).
 
 
-rule upload:
-    input:
-        checkpoint=checkpoint_dir("{variant}", "{size}", "{step}"),
-    output:
-        run_path("hub", "{variant}", "{size}", "step{step}.json"),
-    log:
-        run_path("logs", "hub", "{variant}", "{size}", "step{step}.log"),
-    # first among the ready jobs: a checkpoint leaves the cluster's disk as soon as it exists, and
-    # ~200 waiting uploads would make each scheduling round stat all their inputs (issue 18)
-    priority: 10
-    conda:
-        "../envs/pipeline.yaml"
-    resources:
-        hub_uploads=1,
-    params:
-        hub=config["hub"],
-        local_root=run_path("hub", "repos"),
-        final_step=SUITE.training.train_iters,
-    script:
-        "../scripts/hub/upload.py"
+# One job per training segment (workflow/plan/jobs.py, SuiteJobs.uploads), a receipt per step.
+for _job in JOBS.uploads:
+
+    rule:
+        name:
+            _job.rule
+        input:
+            checkpoints=_job.inputs(),
+        output:
+            _job.outputs(),
+        log:
+            run_path(
+                "logs",
+                "hub",
+                "{variant}",
+                _job.size,
+                f"steps{_job.first}-{_job.last}.log",
+            ),
+        # first among the ready jobs: checkpoints leave the cluster's disk as soon as they exist
+        priority: 10
+        conda:
+            "../envs/pipeline.yaml"
+        resources:
+            hub_uploads=1,
+        params:
+            hub=config["hub"],
+            local_root=run_path("hub", "repos"),
+            final_step=SUITE.training.train_iters,
+            size=_job.size,
+            steps=list(_job.steps),
+        script:
+            "../scripts/hub/upload.py"
 
 
 if config["checkpoints"]["source"] == "published":

@@ -1,4 +1,5 @@
-"""Snakemake adapter: publish one checkpoint as branch step{N} and write its receipt."""
+"""Snakemake adapter: publish a training segment's checkpoints, each as branch step{N}, and
+write each one's receipt as soon as it is published."""
 
 from workflow.core.io import write_json
 from workflow.core.logs import log_to
@@ -7,19 +8,20 @@ from workflow.hub.upload import publish_checkpoint
 
 sm = snakemake  # noqa: F821
 with log_to(sm.log[0]) as log:
-    hub = sm.params.hub
-    w = sm.wildcards
-    receipt = publish_checkpoint(
-        sm.input.checkpoint,
-        repo_id=repo_id_for(hub["org"], hub["repo_template"], w.size, w.variant),
-        branch=f"step{w.step}",
-        backend=hub["backend"],
-        local_root=sm.params.local_root,
-        endpoint=hub["endpoint"],
-        private=hub["private"],
-        final=int(w.step) == sm.params.final_step,
-        force=hub["force"],
-        project_url=hub["project_url"],
-    )
-    log.info("published: %s", receipt)
-    write_json(sm.output[0], receipt)
+    hub, p = sm.params.hub, sm.params
+    repo_id = repo_id_for(hub["org"], hub["repo_template"], p.size, sm.wildcards.variant)
+    for step, checkpoint, out in zip(p.steps, sm.input.checkpoints, sm.output, strict=True):
+        receipt = publish_checkpoint(
+            checkpoint,
+            repo_id=repo_id,
+            branch=f"step{step}",
+            backend=hub["backend"],
+            local_root=p.local_root,
+            endpoint=hub["endpoint"],
+            private=hub["private"],
+            final=step == p.final_step,
+            force=hub["force"],
+            project_url=hub["project_url"],
+        )
+        log.info("published: %s", receipt)
+        write_json(out, receipt)

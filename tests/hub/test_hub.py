@@ -370,6 +370,15 @@ def test_token_missing_invalid_or_not_allowed(hubeval_ckpts, hubeval_minihub, mo
     assert secret not in caplog.text
 
 
+def _upload_rule(raw: dict, size: str, step: int) -> str:
+    """The upload job (one a training segment) that publishes `step` of `size`."""
+    from workflow.core.config import validate_config
+    from workflow.plan.jobs import SuiteJobs
+
+    jobs = SuiteJobs.from_config(validate_config(raw)).uploads
+    return next(u.rule for u in jobs if u.size == size and step in u.steps)
+
+
 @pytest.mark.workflow
 def test_upload_rule_never_writes_the_token(hubeval_ckpts, hubeval_minihub, tmp_path):
     """HF_TOKEN reaches the upload job through the environment only: not the log, the receipt,
@@ -399,7 +408,7 @@ def test_upload_rule_never_writes_the_token(hubeval_ckpts, hubeval_minihub, tmp_
         "1",
         target,
         "--allowed-rules",
-        "upload",
+        _upload_rule(cfg, "tiny-70m", 16),
     ]
     cmd += ["--configfile", str(tmp_path / "tok.yaml")]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)

@@ -66,6 +66,22 @@ def test_training_segments_chain_per_size(suite):
         )
 
 
+def test_uploads_publish_every_scheduled_checkpoint_once(suite):
+    """One upload job per training segment: its scheduled checkpoints, a receipt each; a step
+    saved only as an intervention's branch point is not published."""
+    _, _, jobs = suite
+    schedule = jobs.suite.training.schedule
+    for size in jobs.sizes:
+        ups = [u for u in jobs.uploads if u.size == size]
+        assert [s for u in ups for s in u.steps] == list(schedule)
+        segments = {(t.first_step, t.segment.end) for t in jobs.train if t.size == size}
+        assert {(u.first, u.last) for u in ups} <= segments
+        for u in ups:
+            assert u.outputs("deduped") == [
+                jobs.layout.hub_receipt("deduped", size, s) for s in u.steps
+            ]
+
+
 def test_eval_chunks_cover_the_eval_steps(suite):
     _, config, jobs = suite
     per_job = config["eval"]["steps_per_job"]
@@ -117,7 +133,8 @@ def test_dag_rules_are_the_job_list(name, dry_runs):
     dag = {r: n for r, n in counts.items() if per_job.match(r) and r != "intervention_table"}
     assert dag == dict(expected)
     assert counts.get("memorization_scores", 0) == len(jobs.memorization_shards())
-    assert counts.get("upload", 0) == len(jobs.uploads)
+    uploads = {r: n for r, n in counts.items() if r.startswith("upload_")}
+    assert uploads == {u.rule: variants for u in jobs.uploads}
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))

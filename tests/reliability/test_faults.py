@@ -28,6 +28,7 @@ M = f"{RUN}/models/{VARIANT}/{SIZE}"
 E = f"{RUN}/evals/{VARIANT}/{SIZE}"
 TRAIN_RULE = "train_tiny_70m_0_8"
 EVAL_RULE = "evaluate_tiny_70m_0shot_0_8"
+UPLOAD_RULE = "upload_tiny_70m_0_8"
 
 
 def _flip_byte(path, offset=None):
@@ -200,7 +201,7 @@ def test_config_change_reruns_everything_downstream(copy, tmp_path, what, edit, 
     assert "Nothing to be done" in copy.snakemake(*TARGETS, "-n").stdout
     proc = copy.snakemake(*TARGETS, "-n", config=_changed_config(copy, tmp_path, edit))
     ok(proc)
-    for rule in (first_rule, TRAIN_RULE, EVAL_RULE, "eval_table", "score_table", "upload"):
+    for rule in (first_rule, TRAIN_RULE, EVAL_RULE, "eval_table", "score_table", UPLOAD_RULE):
         assert rule in proc.stdout, f"{what} changed but {rule} would not rerun:\n{proc.stdout}"
 
 

@@ -48,11 +48,13 @@ CASES = {
         [f"{M}/step{s}/{f}" for s in (4, 8) for f in ("model.safetensors", "config.json")]
         + [f"{M}/step8/deepspeed/state/mp_rank_00_model_states.pt"],
     ),
+    # one job publishes segment (0, 8]'s checkpoints 0, 4, 8: killed while writing step 4's
+    # receipt, after pushing step 4 (the rerun finds steps 0 and 4 on the hub, same bytes)
     "upload": (
-        "upload",
+        "upload_tiny_70m_0_8",
         f"{RUN}/hub/{VARIANT}/{SIZE}/step8.json",
-        "step8.json",
-        [f"{RUN}/hub/{VARIANT}/{SIZE}/step8.json"],
+        "step4.json",
+        [f"{RUN}/hub/{VARIANT}/{SIZE}/step{s}.json" for s in (0, 4, 8)],
     ),
     # one job evaluates steps 0 and 8: killed while writing the first result
     "eval": (

@@ -229,60 +229,48 @@ def test_step0_has_neox_init(run):
             assert t.std().item() == pytest.approx(target, rel=0.15), k
 
 
-def test_resume_refuses_other_data(run, tmp_path):
-    from workflow.train.errors import TrainingError
-    from workflow.train.segment import train_segment
-
+def _other_data(run, tmp_path):
     other = make_samples(tmp_path / "other", 12 * BATCH, VOCAB)
     write_json(f"{other}.json", {"fingerprint": "samples-v2"})
-    with pytest.raises(TrainingError, match="samples-v1.*samples-v2"):
-        train_segment(
-            run["suite"],
-            size=SIZE,
-            variant=VARIANT,
-            samples_prefix=other,
-            tokenizer_path=run["tok"],
-            segment=Segment(4, 8, (8,)),
-            out_dirs={8: tmp_path / "step8"},
-            resume_from=run["tmp"] / "b" / "step4",
-        )
-    assert not (tmp_path / "step8").exists()
+    return dict(samples_prefix=other)
 
 
-def test_resume_refuses_other_config(run, tmp_path):
+@pytest.mark.parametrize(
+    "case, change, segment, resume, error",
+    [
+        # another sample file than the checkpoint trained on (its fingerprint)
+        ("data", _other_data, Segment(4, 8, (8,)), ("b", 4), "samples-v1.*samples-v2"),
+        # another config (hyperparameters): its hash
+        (
+            "config",
+            lambda run, tmp_path: dict(suite=tiny_suite(weight_decay=0.01)),
+            Segment(4, 8, (8,)),
+            ("b", 4),
+            "config hash",
+        ),
+        # step 2 is inside segment 0->8: HF files only, so it is no resume point
+        ("state", lambda run, tmp_path: {}, Segment(2, 4, (4,)), ("a", 2), "no deepspeed/ state"),
+    ],
+)
+def test_resume_refusals(run, tmp_path, case, change, segment, resume, error):
+    """A resume from a checkpoint this segment cannot continue is refused before any step."""
     from workflow.train.errors import TrainingError
     from workflow.train.segment import train_segment
 
-    suite = tiny_suite(weight_decay=0.01)
-    with pytest.raises(TrainingError, match="config hash"):
+    kw = dict(suite=run["suite"], samples_prefix=run["samples"]) | change(run, tmp_path)
+    out = tmp_path / f"step{segment.end}"
+    with pytest.raises(TrainingError, match=error):
         train_segment(
-            suite,
+            kw["suite"],
             size=SIZE,
             variant=VARIANT,
-            samples_prefix=run["samples"],
+            samples_prefix=kw["samples_prefix"],
             tokenizer_path=run["tok"],
-            segment=Segment(4, 8, (8,)),
-            out_dirs={8: tmp_path / "step8"},
-            resume_from=run["tmp"] / "b" / "step4",
+            segment=segment,
+            out_dirs={segment.end: out},
+            resume_from=run["tmp"] / resume[0] / f"step{resume[1]}",
         )
-
-
-def test_resume_needs_deepspeed_state(run, tmp_path):
-    from workflow.train.errors import TrainingError
-    from workflow.train.segment import train_segment
-
-    # step 2 is inside segment 0->8: HF files only, so it is no resume point
-    with pytest.raises(TrainingError, match="no deepspeed/ state"):
-        train_segment(
-            run["suite"],
-            size=SIZE,
-            variant=VARIANT,
-            samples_prefix=run["samples"],
-            tokenizer_path=run["tok"],
-            segment=Segment(2, 4, (4,)),
-            out_dirs={4: tmp_path / "step4"},
-            resume_from=run["tmp"] / "a" / "step2",
-        )
+    assert not out.exists(), case
 
 
 def test_cli_runs_a_segment(run, tmp_path):

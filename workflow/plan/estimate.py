@@ -192,8 +192,16 @@ def training_jobs(jobs: SuiteJobs) -> Iterator[dict]:
                     gpu_hours=gpu_hours(flops, compute) if gpus else 0.0,
                     storage_bytes=len(seg.steps) * ckpt + 12 * n + ckpt,
                 )
-            for up in (u for u in jobs.uploads if u.variant == variant and u.size == size):
-                yield job(up.rule, "upload", variant, size, up.step, up.step, nodes=1)
+            for up in (u for u in jobs.uploads if u.size == size):
+                yield job(
+                    up.rule,
+                    "upload",
+                    variant,
+                    size,
+                    up.steps[0],
+                    up.steps[-1],
+                    nodes=1,
+                )
 
 
 @stage_estimator

@@ -72,17 +72,28 @@ class TrainJob:
 
 @dataclass(frozen=True)
 class UploadJob:
-    """One checkpoint pushed to the hub (rules/hub.smk, rule upload)."""
+    """The scheduled checkpoints of one training segment pushed to the hub, each as its branch
+    step{N} with its own receipt (rules/hub.smk), for every variant. One job a segment, not a
+    checkpoint: the checkpoints of a segment appear together when it ends, and a job per
+    checkpoint (154 a model in the paper) made the hub stage half of the paper DAG's jobs, each
+    a process start (a Slurm job on a cluster) for one push. A rerun re-pushes nothing already
+    on the hub with the same bytes (workflow.hub.upload)."""
 
-    variant: str
     size: str
-    step: int
+    first: int
+    last: int
+    steps: tuple[int, ...]
     layout: Layout = field(repr=False, compare=False)
-    rule = "upload"
 
     @property
-    def output(self) -> str:
-        return self.layout.hub_receipt(self.variant, self.size, self.step)
+    def rule(self) -> str:
+        return f"upload_{rule_tag(self.size)}_{self.first}_{self.last}"
+
+    def inputs(self, variant="{variant}") -> list[str]:
+        return [self.layout.checkpoint(variant, self.size, s) for s in self.steps]
+
+    def outputs(self, variant="{variant}") -> list[str]:
+        return [self.layout.hub_receipt(variant, self.size, s) for s in self.steps]
 
 
 @dataclass(frozen=True)
@@ -234,15 +245,19 @@ class SuiteJobs:
 
     @cached_property
     def uploads(self) -> list[UploadJob]:
-        """Every scheduled checkpoint of every model; published ones are not re-uploaded."""
+        """Per size, the scheduled checkpoints of each training segment (a boundary step saved
+        only for an intervention is not published); none for published checkpoints."""
         if not self.trained:
             return []
-        return [
-            UploadJob(variant, size, step, self.layout)
-            for variant in self.variants
-            for size in self.sizes
-            for step in self.suite.training.schedule
-        ]
+        schedule = set(self.suite.training.schedule)
+        jobs = []
+        for train in self.train:
+            steps = tuple(s for s in train.segment.steps if s in schedule)
+            if steps:
+                jobs.append(
+                    UploadJob(train.size, train.first_step, train.segment.end, steps, self.layout)
+                )
+        return jobs
 
     # ------------------------------------------------------------------ evaluation
 
@@ -437,7 +452,7 @@ class SuiteJobs:
                 else []
             ),
             *self.term_frequency_targets(),
-            *(u.output for u in self.uploads),
+            *(out for u in self.uploads for v in self.variants for out in u.outputs(v)),
             *self.intervention_targets(),
             *self.memorization_targets(),
             self.layout.path("plan", "jobs.csv"),

@@ -168,18 +168,13 @@ def train_segment(
         if job.tp > 1:
             say(placement_line(job))
         key = job.resume_key(data_fingerprint(samples_prefix))
-        # the resume point: the segment's start, or the state a preempted run of it left
-        start = segment.start
-        preempted = resume_preempted(segment, out_dirs, key, rank=rank, say=say)
-        if preempted is not None:
-            resume_from, start = preempt_dir(out_dirs, segment), preempted
-        resume_meta = {} if start < 0 else key.check(Path(resume_from), start)
+        resume_from, start, record = resume_point(job, key, segment, out_dirs, resume_from, say)
         vocab = tokenizer_vocab_size(tokenizer_path)
         first = max(start, 0) + 1
         check_vocab(data, samples_prefix, tokenizer_path, vocab, first_step=first, batch=b)
         lut = None if token_map is None else read_token_map(token_map, vocab)
         # the engine, and the checkpoints it writes
-        engine, micro, gas = restore_engine(job, vocab, resume_from, start, resume_meta)
+        engine, micro, gas = restore_engine(job, vocab, resume_from, start, record)
         meta = run_meta(job, key, micro=micro, gas=gas, extra=extra_meta)
         dp_group, tp_group = parallel_groups(job.tp)
         ckpt = CheckpointWriter(engine, meta, b, seq, rank, tokenizer_path, tp_group, job.dp_rank)
@@ -219,6 +214,24 @@ def train_segment(
 
 
 # --------------------------------------------------------------------------- the parts
+
+
+def resume_point(
+    job: Job,
+    key: ResumeKey,
+    segment: Segment,
+    out_dirs: Mapping[int, Path],
+    resume_from: Path | None,
+    say: Callable[[str], Any],
+) -> tuple[Path | None, int, dict[str, Any]]:
+    """(checkpoint, step, its training record checked against this run) the segment continues
+    from: its start, or the state a preempted run of it left; at start -1 (the initialisation)
+    no checkpoint."""
+    start = segment.start
+    preempted = resume_preempted(segment, out_dirs, key, rank=job.rank, say=say)
+    if preempted is not None:
+        resume_from, start = preempt_dir(out_dirs, segment), preempted
+    return resume_from, start, ({} if start < 0 else key.check(Path(resume_from), start))
 
 
 def placement_line(job: Job) -> str:
