@@ -62,15 +62,19 @@ def resume_preempted(
     key: ResumeKey,
     *,
     rank: int,
+    world_size: int,
     say: Callable[[str], Any],
 ) -> int | None:
     """The step a usable preempted state of this segment holds, with the checkpoints it had made
     moved back into place; None when there is none (an unusable one is reported and ignored;
-    an initialisation alone has none)."""
+    an initialisation alone has none). Every rank checks the state before rank 0 moves anything
+    and all decide alike: a rank that checked after the move saw the checkpoints missing and
+    started over while the others resumed, and the ranks then waited for each other forever."""
     pdir = preempt_dir(out_dirs, segment)
     if segment.end == 0 or not (pdir / CHECKPOINT_JSON).exists():
         return None
     pstep = read_json(pdir / CHECKPOINT_JSON).get("step")
+    problem = None
     try:
         if not (isinstance(pstep, int) and segment.start < pstep < segment.end):
             raise TrainingError(f"its step {pstep} is not inside segment {segment}")
@@ -80,7 +84,9 @@ def resume_preempted(
             raise TrainingError(f"the checkpoints of steps {lost} it had made are missing")
         key.check(pdir, pstep)
     except (TrainingError, ArtifactError) as e:
-        say(f"ignoring the preempted state {pdir}: {e}")
+        problem = e
+    if any_rank(problem is not None, world_size):  # collective: before any rank moves a file
+        say(f"ignoring the preempted state {pdir}: {problem or 'another rank cannot use it'}")
         return None
     say(f"resuming the preempted segment from step {pstep} ({pdir})")
     if rank == 0:  # the checkpoints made before the preemption go back into place

@@ -228,7 +228,9 @@ def resume_point(
     from: its start, or the state a preempted run of it left; at start -1 (the initialisation)
     no checkpoint."""
     start = segment.start
-    preempted = resume_preempted(segment, out_dirs, key, rank=job.rank, say=say)
+    preempted = resume_preempted(
+        segment, out_dirs, key, rank=job.rank, world_size=job.world, say=say
+    )
     if preempted is not None:
         resume_from, start = preempt_dir(out_dirs, segment), preempted
     return resume_from, start, ({} if start < 0 else key.check(Path(resume_from), start))
