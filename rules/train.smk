@@ -38,7 +38,7 @@ for _job in JOBS.train:
                 "train",
                 "{variant}",
                 _job.size,
-                f"segment{_job.segment.start}-{_job.segment.end}.log",
+                f"segment{_job.first_step}-{_job.segment.end}.log",
             ),
         conda:
             "../envs/train-gpu.yaml"
