@@ -193,15 +193,7 @@ def training_jobs(jobs: SuiteJobs) -> Iterator[dict]:
                     storage_bytes=len(seg.steps) * ckpt + 12 * n + ckpt,
                 )
             for up in (u for u in jobs.uploads if u.size == size):
-                yield job(
-                    up.rule,
-                    "upload",
-                    variant,
-                    size,
-                    up.steps[0],
-                    up.steps[-1],
-                    nodes=1,
-                )
+                yield job(up.rule, "upload", variant, size, up.steps[0], up.steps[-1], nodes=1)
 
 
 @stage_estimator

@@ -43,8 +43,7 @@ def step_chunks(steps: Iterable[int], per_job: int) -> list[tuple[int, ...]]:
 @dataclass(frozen=True)
 class TrainJob:
     """One segment of one model's training (rules/train.smk), for every variant: resumes from
-    checkpoint `segment.start` and saves `segment.steps`; the first (start -1) initialises the
-    model, saves it as step 0 and trains on (rule train_{size}_0_{end})."""
+    checkpoint `segment.start` and saves `segment.steps`; the first (start -1) initialises."""
 
     size: str
     segment: Segment
@@ -72,12 +71,9 @@ class TrainJob:
 
 @dataclass(frozen=True)
 class UploadJob:
-    """The scheduled checkpoints of one training segment pushed to the hub, each as its branch
-    step{N} with its own receipt (rules/hub.smk), for every variant. One job a segment, not a
-    checkpoint: the checkpoints of a segment appear together when it ends, and a job per
-    checkpoint (154 a model in the paper) made the hub stage half of the paper DAG's jobs, each
-    a process start (a Slurm job on a cluster) for one push. A rerun re-pushes nothing already
-    on the hub with the same bytes (workflow.hub.upload)."""
+    """A training segment's scheduled checkpoints pushed to the hub (rules/hub.smk), each as its
+    branch step{N} with its own receipt, for every variant: they appear together when the
+    segment ends; a rerun re-pushes nothing already there with the same bytes."""
 
     size: str
     first: int
@@ -245,19 +241,14 @@ class SuiteJobs:
 
     @cached_property
     def uploads(self) -> list[UploadJob]:
-        """Per size, the scheduled checkpoints of each training segment (a boundary step saved
-        only for an intervention is not published); none for published checkpoints."""
+        """Each training segment's scheduled checkpoints (not an intervention's branch point)."""
         if not self.trained:
             return []
         schedule = set(self.suite.training.schedule)
-        jobs = []
-        for train in self.train:
-            steps = tuple(s for s in train.segment.steps if s in schedule)
-            if steps:
-                jobs.append(
-                    UploadJob(train.size, train.first_step, train.segment.end, steps, self.layout)
-                )
-        return jobs
+        segs = [(t, tuple(s for s in t.segment.steps if s in schedule)) for t in self.train]
+        return [
+            UploadJob(t.size, t.first_step, t.segment.end, s, self.layout) for t, s in segs if s
+        ]
 
     # ------------------------------------------------------------------ evaluation
 
