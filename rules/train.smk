@@ -58,6 +58,7 @@ for _job in JOBS.train:
             start=_job.segment.start,
             end=_job.segment.end,
             steps=list(_job.segment.steps),
+            keep_state=list(_job.segment.keep_state),
             # a function, so "{step}" stays a template for the script
             out_template=lambda wc, size=_job.size: checkpoint_dir(
                 wc.variant, size, "{step}"

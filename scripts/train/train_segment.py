@@ -20,7 +20,7 @@ with log_to(sm.log[0]) as log:
             variant=sm.wildcards.variant,
             samples_prefix=sm.input.samples[0][: -len(".bin")],
             tokenizer_path=sm.input.tokenizer,
-            segment=Segment(p.start, p.end, tuple(p.steps)),
+            segment=Segment(p.start, p.end, tuple(p.steps), tuple(p.keep_state)),
             out_template=p.out_template,
             resume_from=Path(sm.input.resume[0]) if sm.input.resume else None,
             state_dir=Path(sm.log[0]).parent,

@@ -46,10 +46,15 @@ def test_build_cloze_task(hubeval_task, tmp_path):
     s = hubeval_task["summary"]
     assert (s["num_documents"], s["eligible"], s["skipped_short"]) == (20, 30, 1)
     lines = [json.loads(x) for x in (hubeval_task["root"] / "data" / "cloze.jsonl").open()]
-    assert len(lines) == 20 and all(set(d) == {"text"} for d in lines)
+    assert len(lines) == 20 and all(set(d) == {"text", "context", "target"} for d in lines)
+    from lm_eval.utils import apply_template
+
     for d in lines:
         words = d["text"].split(" ")
         assert 5 <= len(words) <= 60 and words[-1].isalpha()
+        # lambada_openai's templates, which the fields precompute
+        assert d["context"] == apply_template("{{text.split(' ')[:-1]|join(' ')}}", d)
+        assert d["target"] == apply_template("{{' '+text.split(' ')[-1]}}", d)
     again = build_cloze_task(
         hubeval_task["root"] / "heldout.jsonl", tmp_path / "again.jsonl", num_documents=20
     )

@@ -59,11 +59,16 @@ def test_training_segments_chain_per_size(suite):
         for prev, job in zip(train, train[1:], strict=False):
             assert job.rule == f"train_{tag}_{prev.segment.end}_{job.segment.end}"
             assert job.resume == jobs.layout.checkpoint("{variant}", size, prev.segment.end)
-        # every scheduled step once, and the start of each intervention on this size
-        starts = {r.start for r in jobs.suite.interventions if r.size == size}
+        # every scheduled step once, and the start of each intervention on this size (with
+        # its optimizer state), and with a main baseline its window's steps
+        runs = [r for r in jobs.suite.interventions if r.size == size]
+        main = jobs.config["intervention"].get("baseline") == "main"
+        window = {s for r in runs for s in r.window} if main else set()
         assert [s for j in train for s in j.segment.steps] == sorted(
-            {*jobs.suite.training.schedule, *starts}
+            {*jobs.suite.training.schedule, *(r.start for r in runs), *window}
         )
+        kept = {s for j in train for s in (*j.segment.keep_state, j.segment.end)}
+        assert {r.start for r in runs} <= kept
 
 
 def test_uploads_publish_every_scheduled_checkpoint_once(suite):

@@ -80,28 +80,28 @@ def test_config_errors_name_the_run():
     assert "intervention.runs[1].size: 'nope'" in msg
 
 
-def test_baseline_main_needs_scheduled_window_steps():
-    with pytest.raises(ConfigError, match="baseline: control"):
-        validate_config(_raw(baseline="main"))  # window 14, 16: 14 is not scheduled
-    validate_config(
-        _raw(baseline="main", checkpoint_every=8, runs=[{"size": SIZE, "fraction": 0.5}])
-    )
+def test_baseline_main_saves_the_window_steps_the_schedule_lacks():
+    # window 14, 16: 14 is not scheduled, the main run saves it besides its schedule
+    suite = SuiteConfig.from_dict(validate_config(_raw(baseline="main")))
+    assert suite.segments(SIZE) == [Segment(-1, 8, (0, 8)), Segment(8, 16, (12, 14, 16), (12,))]
+    control = SuiteConfig.from_dict(validate_config(_raw(baseline="control")))
+    assert control.segments(SIZE)[1] == Segment(8, 16, (12, 16), (12,))  # the control saves 14
 
 
-def test_start_is_a_segment_boundary_with_optimizer_state():
+def test_start_is_saved_with_optimizer_state_inside_its_segment():
     suite = SuiteConfig.from_dict(validate_config(_raw()))
     (run,) = suite.interventions
     assert (run.start, run.end, run.window, run.name) == (12, 16, (14, 16), "intervention25")
-    assert suite.segments(SIZE) == [
-        Segment(-1, 8, (0, 8)),
-        Segment(8, 12, (12,)),
-        Segment(12, 16, (16,)),
-    ]
-    # boundaries only split where needed; the paper's 1.4b gets 113000 as a boundary
+    # no job ends at the start: the segment holding it saves it with the DeepSpeed state
+    assert suite.segments(SIZE) == [Segment(-1, 8, (0, 8)), Segment(8, 16, (12, 16), (12,))]
+    # the paper's 1.4b: 113000 inside a segment, which ends on the schedule as without it
     assert training_segments([0, 10, 20, 30], 20, (25,)) == [
         Segment(-1, 20, (0, 10, 20)),
-        Segment(20, 25, (25,)),
-        Segment(25, 30, (30,)),
+        Segment(20, 30, (25, 30), (25,)),
+    ]
+    assert training_segments([0, 10, 20, 30], 20, (25,), extra=(27,)) == [
+        Segment(-1, 20, (0, 10, 20)),
+        Segment(20, 30, (25, 27, 30), (25,)),
     ]
 
 

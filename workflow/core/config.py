@@ -259,11 +259,17 @@ class SuiteConfig:
         )
 
     def segments(self, size: str) -> list[Segment]:
-        """Training jobs of `size`: the suite's schedule, plus the start of each intervention
-        on this size as a segment boundary (its checkpoint keeps the optimizer state)."""
-        starts = tuple(r.start for r in self.interventions if r.size == size)
+        """Training jobs of `size`: the suite's schedule, plus, for each intervention on this
+        size, its start (saved with the optimizer state, which the intervention resumes from)
+        and, where the baseline is the main run (`intervention.baseline: main`), the window
+        steps the schedule lacks (saved for the baseline arm's evaluations)."""
+        runs = [r for r in self.interventions if r.size == size]
+        main = (self.raw.get("intervention") or {}).get("baseline", "main") == "main"
         return training_segments(
-            list(self.training.schedule), self.models[size].segment_steps, starts
+            list(self.training.schedule),
+            self.models[size].segment_steps,
+            boundaries=tuple(r.start for r in runs),
+            extra=tuple(s for r in runs for s in r.window) if main else (),
         )
 
     @property

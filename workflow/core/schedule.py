@@ -40,15 +40,21 @@ def config_schedule(config: Mapping[str, Any]) -> list[int]:
 @dataclass(frozen=True)
 class Segment:
     """One training job: resumes from checkpoint `start` and saves `steps` (all in (start, end]);
-    start -1: initialises the model (step 0, saved) and trains from there."""
+    start -1: initialises the model (step 0, saved) and trains from there. The checkpoint at
+    `end` keeps the DeepSpeed state (optimizer, LR schedule) to resume from, and so do those of
+    `keep_state` (steps inside the segment a run branches off, as an intervention's start)."""
 
     start: int
     end: int
     steps: tuple[int, ...]
+    keep_state: tuple[int, ...] = ()
 
 
 def training_segments(
-    schedule: list[int], segment_steps: int, boundaries: tuple[int, ...] = ()
+    schedule: list[int],
+    segment_steps: int,
+    boundaries: tuple[int, ...] = (),
+    extra: tuple[int, ...] = (),
 ) -> list[Segment]:
     """Cut the schedule into jobs of about `segment_steps` steps.
 
@@ -56,24 +62,28 @@ def training_segments(
     job of its own for the initialisation would pay a process's start-up (~6 s of imports on
     CPU, a queue wait on a cluster) for well under a second of work. A schedule of step 0
     alone is one initialisation segment, Segment(-1, 0, (0,)). A segment ends on the first
-    scheduled step at least `segment_steps` after its start, or earlier on one of `boundaries`
-    (steps whose checkpoint must hold the optimizer state, as an intervention's start; they
-    are saved even when not scheduled), so boundaries are always checkpoints and every
-    scheduled step belongs to exactly one segment.
+    scheduled step at least `segment_steps` after its start (or the last), so every scheduled
+    step belongs to exactly one segment. `boundaries` are steps whose checkpoint must hold
+    the optimizer state (an intervention's start) and `extra` steps saved besides the schedule
+    (a baseline's window steps): both are saved by the segment they fall in, without cutting
+    it, which would cost a job (and on a cluster a queue wait) each.
     """
     if not schedule or schedule[0] != 0:
         raise ConfigError("checkpoint schedule must start at step 0 (the initialisation)")
-    rest = sorted({s for s in (*schedule, *boundaries) if s > 0})
+    ends = sorted({s for s in schedule if s > 0})
+    rest = sorted({s for s in (*schedule, *boundaries, *extra) if s > 0})
     if not rest:
         return [Segment(-1, 0, (0,))]
+    last = max(rest)
     segments = []
     start, saved = -1, (0,)
     while rest:
         first = max(start, 0)
         # end on the first scheduled step at least segment_steps after start (or the last one)
-        end = next((s for s in rest if s >= first + segment_steps), rest[-1])
-        end = min([end, *(b for b in boundaries if first < b < end)])
-        segments.append(Segment(start, end, saved + tuple(s for s in rest if s <= end)))
+        end = next((s for s in ends if s >= first + segment_steps and s > first), last)
+        steps = saved + tuple(s for s in rest if s <= end)
+        keep = tuple(b for b in sorted(set(boundaries)) if first < b < end)
+        segments.append(Segment(start, end, steps, keep))
         rest = [s for s in rest if s > end]
         start, saved = end, ()
     return segments

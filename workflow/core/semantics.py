@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workflow.core.schedule import config_schedule, intervention_runs, intervention_start
+from workflow.core.schedule import config_schedule, intervention_start
 from workflow.core.tasks import CHOICE_TASKS, EMBEDDED_TASKS
 from workflow.core.validation import ConfigError
 
@@ -17,7 +17,7 @@ Config = dict[str, Any]
 def check_semantics(config: Config, source: str) -> None:
     """Raise one ConfigError listing every problem of a schema-valid config."""
     problems = _model_problems(config) + _eval_problems(config)
-    problems += _intervention_problems(config, checked=not problems)
+    problems += _intervention_problems(config)
     problems += _data_problems(config) + _memorization_problems(config)
     if problems:
         raise ConfigError(f"invalid {source}:\n" + "\n".join(f"  {p}" for p in problems))
@@ -84,9 +84,9 @@ def _eval_problems(config: Config) -> list[str]:
     return problems
 
 
-def _intervention_problems(config: Config, checked: bool) -> list[str]:
-    """The runs' sizes, variant and fractions; with `checked` (no problem found before), that a
-    `main` baseline has the suite's checkpoints at every window step."""
+def _intervention_problems(config: Config) -> list[str]:
+    """The runs' sizes, variant and fractions. (A `main` baseline's window steps need not be
+    scheduled: the main run saves them besides its schedule, SuiteConfig.segments.)"""
     problems = []
     iv = config.get("intervention") or {}
     t = config["training"]
@@ -100,16 +100,6 @@ def _intervention_problems(config: Config, checked: bool) -> list[str]:
             intervention_start(t["train_iters"], r["fraction"], iv["round_start_to"])
         except ConfigError as e:
             problems.append(f"{where}.fraction: {e}")
-    if iv.get("runs") and iv["baseline"] == "main" and checked and not problems:
-        scheduled = set(config_schedule(config))
-        for r in intervention_runs(config):
-            missing = sorted(set(r.window) - scheduled)
-            if missing:
-                problems.append(
-                    f"intervention.baseline: 'main' needs the suite's checkpoints at the window "
-                    f"steps of {r.size} at {r.fraction}, but {missing[:5]} are not scheduled; "
-                    "use baseline: control or a checkpoint_every that matches the schedule"
-                )
     return problems
 
 

@@ -59,6 +59,12 @@ def _passages(heldout_jsonl: Path, max_words: int) -> tuple[list[str], int]:
     return passages, short
 
 
+def cloze_doc(passage: str) -> dict[str, str]:
+    """A cloze document: the passage, its context and its target word (with its space)."""
+    *context, last = passage.split(" ")
+    return {"text": passage, "context": " ".join(context), "target": " " + last}
+
+
 def build_cloze_task(
     heldout_jsonl: str | os.PathLike,
     out_jsonl: str | os.PathLike,
@@ -67,7 +73,10 @@ def build_cloze_task(
     seed: int = 1234,
     max_words: int = 60,
 ) -> dict[str, Any]:
-    """Write a last-word cloze set (``{"text": passage}`` lines) from held-out documents.
+    """Write a last-word cloze set from held-out documents: ``{"text": passage, "context":
+    all but its last word, "target": " " + its last word}`` lines (lambada_openai's
+    ``text.split(' ')[:-1]|join(' ')`` and ``' '+text.split(' ')[-1]``, precomputed: lm-eval
+    compiles a Jinja template per document and checkpoint).
 
     Up to `num_documents` eligible documents are chosen with `seed` (kept in file order). Returns a
     summary: {source, out, num_documents, eligible, skipped_short, seed, max_words, sha256}.
@@ -83,7 +92,7 @@ def build_cloze_task(
     chosen = range(len(passages))
     if len(passages) > num_documents:
         chosen = sorted(random.Random(seed).sample(range(len(passages)), num_documents))
-    write_jsonl(out_jsonl, ({"text": passages[i]} for i in chosen))
+    write_jsonl(out_jsonl, (cloze_doc(passages[i]) for i in chosen))
     return {
         "source": str(heldout_jsonl),
         "out": str(out_jsonl),
@@ -108,7 +117,7 @@ def write_task_yaml(
         data,
         "loglikelihood",
         [metric("perplexity", "perplexity", False), metric("acc", "mean", True)],
-        doc_to_text="{{text.split(' ')[:-1]|join(' ')}}",
-        doc_to_target="{{' '+text.split(' ')[-1]}}",
+        doc_to_text="context",
+        doc_to_target="target",
     )
     return write_task_file(spec, out_yaml)

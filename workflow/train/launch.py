@@ -76,6 +76,8 @@ def train_args(
         str(segment.end),
         "--steps",
         ",".join(map(str, segment.steps)),
+        "--keep-state",
+        ",".join(map(str, segment.keep_state)),
         "--out-template",
         out_template,
     ]

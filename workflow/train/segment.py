@@ -203,7 +203,8 @@ def train_segment(
                 )
                 say(step_line(m))
                 if step in segment.steps:
-                    ckpt.save(out_dirs[step], step, _metrics(m), with_deepspeed=step == segment.end)
+                    keep = step == segment.end or step in segment.keep_state
+                    ckpt.save(out_dirs[step], step, _metrics(m), with_deepspeed=keep)
                     say(f"saved step {step} -> {out_dirs[step]}")
                 history.append(m)
                 progress.update(m)
@@ -393,6 +394,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--start-step", "--start", dest="start", type=int, required=True)
     p.add_argument("--end-step", "--end", dest="end", type=int, required=True)
     p.add_argument("--steps", required=True, help="comma-separated checkpoint steps")
+    p.add_argument(
+        "--keep-state", default="", help="comma-separated steps saved with the DeepSpeed state"
+    )
     p.add_argument("--out-template", required=True, help="checkpoint dir with {step}")
     p.add_argument("--resume-from", default=None)
     p.add_argument("--metrics", default=None, help="per-step CSV log (rank 0 writes it)")
@@ -401,14 +405,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     a = p.parse_args(argv)
     with open(a.config_json) as f:
         suite = SuiteConfig.from_dict(json.load(f))
-    steps = tuple(int(s) for s in a.steps.split(",") if s.strip())
+    steps = _ints(a.steps)
     return train_segment(
         suite,
         size=a.size,
         variant=a.variant,
         samples_prefix=a.samples,
         tokenizer_path=a.tokenizer,
-        segment=Segment(a.start, a.end, steps),
+        segment=Segment(a.start, a.end, steps, _ints(a.keep_state)),
         out_dirs=out_dirs_of(a.out_template, steps),
         resume_from=Path(a.resume_from) if a.resume_from else None,
         log=lambda msg: print(msg, flush=True),
@@ -416,6 +420,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         token_map=a.token_map,
         extra_meta=None if a.extra_meta is None else json.loads(a.extra_meta),
     )
+
+
+def _ints(csv: str) -> tuple[int, ...]:
+    return tuple(int(s) for s in csv.split(",") if s.strip())
 
 
 def out_dirs_of(out_template: str, steps) -> dict[int, Path]:

@@ -114,14 +114,15 @@ def write_arithmetic_task_yaml(
     name: str, data_jsonl: str | os.PathLike, out_yaml, max_new_tokens: int
 ) -> Path:
     """An lm-eval generate_until task: greedy until a newline, the first 1-5 digit number of
-    the output against the answer by exact match."""
+    the output against the answer by exact match. Prompt and answer are the documents' own
+    fields (lm-eval reads a field by name; a Jinja template is compiled per document)."""
     spec = task_spec(
         name,
         data_jsonl,
         "generate_until",
         [metric("exact_match", "mean", True)],
-        doc_to_text="{{prompt}}",
-        doc_to_target="{{answer}}",
+        doc_to_text="prompt",
+        doc_to_target="answer",
         generation_kwargs={
             "until": ["\n"],
             "max_gen_toks": int(max_new_tokens),
