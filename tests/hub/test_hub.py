@@ -370,13 +370,13 @@ def test_token_missing_invalid_or_not_allowed(hubeval_ckpts, hubeval_minihub, mo
     assert secret not in caplog.text
 
 
-def _upload_rule(raw: dict, size: str, step: int) -> str:
+def _upload_job(raw: dict, size: str, step: int):
     """The upload job (one a training segment) that publishes `step` of `size`."""
     from workflow.core.config import validate_config
     from workflow.plan.jobs import SuiteJobs
 
     jobs = SuiteJobs.from_config(validate_config(raw)).uploads
-    return next(u.rule for u in jobs if u.size == size and step in u.steps)
+    return next(u for u in jobs if u.size == size and step in u.steps)
 
 
 @pytest.mark.workflow
@@ -396,8 +396,10 @@ def test_upload_rule_never_writes_the_token(hubeval_ckpts, hubeval_minihub, tmp_
     cfg["run"] = "tok"
     cfg["hub"] = {"backend": "huggingface", "org": "tok-org", "endpoint": hub.url}
     (tmp_path / "tok.yaml").write_text(yaml.safe_dump(cfg))
-    ckpt = tmp_path / "wd" / "results" / "tok" / "models" / "standard" / "tiny-70m" / "step16"
-    shutil.copytree(hubeval_ckpts[8], ckpt)
+    job = _upload_job(cfg, "tiny-70m", 16)
+    for step in job.steps:  # the job publishes its segment's scheduled steps: any checkpoint
+        ckpt = tmp_path / "wd" / "results" / "tok" / "models" / "standard" / "tiny-70m"
+        shutil.copytree(hubeval_ckpts[8], ckpt / f"step{step}")
     env = dict(os.environ, HF_TOKEN=secret, HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf"))
     target = "results/tok/hub/standard/tiny-70m/step16.json"
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", os.path.join(repo_root, "Snakefile")]
@@ -408,7 +410,7 @@ def test_upload_rule_never_writes_the_token(hubeval_ckpts, hubeval_minihub, tmp_
         "1",
         target,
         "--allowed-rules",
-        _upload_rule(cfg, "tiny-70m", 16),
+        job.rule,
     ]
     cmd += ["--configfile", str(tmp_path / "tok.yaml")]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)

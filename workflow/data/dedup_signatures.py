@@ -18,7 +18,6 @@ from hashlib import sha1
 from pathlib import Path
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
 
 from workflow.core.io import atomic_path, write_json
 from workflow.data.shards import CorpusShard, shard_texts
@@ -41,6 +40,8 @@ class Permutations:
 
     def __init__(self, num_perm: int, seed: int, scheme: str | None = None):
         # scheme None: datasketch's default, the one `deduplicate` and the LSH use
+        from datasketch import MinHash  # imports scipy: not at plan time (lsh_bands)
+
         extra = {} if scheme is None else {"scheme": scheme}
         template = MinHash(num_perm=num_perm, seed=seed, **extra)
         self.num_perm = num_perm
@@ -93,7 +94,9 @@ class Permutations:
             np.minimum(sig, self.permute(hashes[i : i + step]).min(axis=0), out=sig)
         return sig.astype(self.dtype, copy=False)
 
-    def minhash(self, hashvalues: np.ndarray) -> MinHash:
+    def minhash(self, hashvalues: np.ndarray) -> MinHash:  # noqa: F821 (imported lazily)
+        from datasketch import MinHash
+
         return MinHash(
             num_perm=self.num_perm,
             seed=self.seed,
@@ -152,9 +155,33 @@ def minhash_signatures(texts, num_perm: int, shingle_size: int, seed: int) -> np
 
 def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
     """(bands, rows) of `datasketch.MinHashLSH(threshold, num_perm)`: its optimal split (equal
-    weights of false positives and negatives); 7 bands of 18 rows for 0.87 and 128."""
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-    return lsh.b, lsh.r
+    weights of false positives and negatives); 7 bands of 18 rows for 0.87 and 128.
+
+    datasketch's `_optimal_param` tries every (b, r) with b·r <= num_perm and keeps the first
+    with the least FP + FN area, integrating each with scipy's `quad`; that import
+    (scipy.integrate) and ~1,400 integrals cost ~0.7 s in every Snakemake start, which needs
+    the band count to plan the bucket jobs. The same areas here, all pairs at once, by
+    Gauss-Legendre quadrature over 64 sub-intervals (tests/data: the same split as datasketch
+    for thresholds 0.5-0.95 and 32-256 permutations)."""
+    pairs = [(b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)]
+    b, r = (np.array(v, dtype=np.float64)[:, None] for v in zip(*pairs, strict=True))
+
+    def area(lo: float, hi: float, f) -> np.ndarray:
+        nodes, weights = np.polynomial.legendre.leggauss(16)
+        edges = np.linspace(lo, hi, 65)
+        half = np.diff(edges)[:, None] / 2
+        s = ((edges[:-1, None] + edges[1:, None]) / 2 + half * nodes).ravel()
+        return f(s) @ (half * weights).ravel()
+
+    false_pos = area(0.0, threshold, lambda s: 1 - (1 - s**r) ** b)
+    false_neg = area(threshold, 1.0, lambda s: (1 - s**r) ** b)
+    best = int(np.argmin(0.5 * false_pos + 0.5 * false_neg))  # the first least, as datasketch
+    if pairs[best][0] < 2:
+        raise ValueError(
+            f"MinHash LSH at threshold {threshold} with {num_perm} permutations: "
+            "the optimal split has fewer than 2 bands"
+        )
+    return pairs[best]
 
 
 _FNV_OFFSET, _MIX = np.uint64(0xCBF29CE484222325), np.uint64(0x9E3779B97F4A7C15)
