@@ -250,6 +250,14 @@ def _other_data(run, tmp_path):
         ),
         # step 2 is inside segment 0->8: HF files only, so it is no resume point
         ("state", lambda run, tmp_path: {}, Segment(2, 4, (4,)), ("a", 2), "no deepspeed/ state"),
+        # an optimizer state asked for at a step the segment does not save
+        (
+            "keep",
+            lambda run, tmp_path: {},
+            Segment(4, 8, (8,), (6,)),
+            ("b", 4),
+            "keep_state steps must be checkpoint steps",
+        ),
     ],
 )
 def test_resume_refusals(run, tmp_path, case, change, segment, resume, error):

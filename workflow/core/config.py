@@ -264,13 +264,18 @@ class SuiteConfig:
         and, where the baseline is the main run (`intervention.baseline: main`), the window
         steps the schedule lacks (saved for the baseline arm's evaluations)."""
         runs = [r for r in self.interventions if r.size == size]
-        main = (self.raw.get("intervention") or {}).get("baseline", "main") == "main"
+        main = self.intervention_baseline == "main"
         return training_segments(
             list(self.training.schedule),
             self.models[size].segment_steps,
             boundaries=tuple(r.start for r in runs),
             extra=tuple(s for r in runs for s in r.window) if main else (),
         )
+
+    @property
+    def intervention_baseline(self) -> str:
+        """intervention.baseline: "main" (the suite's own run) or "control" (a continuation)."""
+        return (self.raw.get("intervention") or {}).get("baseline", "main")
 
     @property
     def interventions(self) -> list[InterventionRun]:

@@ -80,7 +80,7 @@ def training_segments(
     while rest:
         first = max(start, 0)
         # end on the first scheduled step at least segment_steps after start (or the last one)
-        end = next((s for s in ends if s >= first + segment_steps and s > first), last)
+        end = next((s for s in ends if s >= first + segment_steps), last)
         steps = saved + tuple(s for s in rest if s <= end)
         keep = tuple(b for b in sorted(set(boundaries)) if first < b < end)
         segments.append(Segment(start, end, steps, keep))

@@ -16,11 +16,15 @@ from dataclasses import dataclass
 from functools import cached_property
 from hashlib import sha1
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from workflow.core.io import atomic_path, write_json
 from workflow.data.shards import CorpusShard, shard_texts
+
+if TYPE_CHECKING:  # datasketch imports scipy: at run time only where used (lsh_bands)
+    from datasketch import MinHash
 
 
 def shingles(text: str, shingle_size: int) -> set[bytes]:
@@ -40,7 +44,7 @@ class Permutations:
 
     def __init__(self, num_perm: int, seed: int, scheme: str | None = None):
         # scheme None: datasketch's default, the one `deduplicate` and the LSH use
-        from datasketch import MinHash  # imports scipy: not at plan time (lsh_bands)
+        from datasketch import MinHash
 
         extra = {} if scheme is None else {"scheme": scheme}
         template = MinHash(num_perm=num_perm, seed=seed, **extra)
@@ -94,7 +98,7 @@ class Permutations:
             np.minimum(sig, self.permute(hashes[i : i + step]).min(axis=0), out=sig)
         return sig.astype(self.dtype, copy=False)
 
-    def minhash(self, hashvalues: np.ndarray) -> MinHash:  # noqa: F821 (imported lazily)
+    def minhash(self, hashvalues: np.ndarray) -> MinHash:
         from datasketch import MinHash
 
         return MinHash(

@@ -323,7 +323,7 @@ class SuiteJobs:
         """The runs of models this suite trains (a published suite has no optimizer state)."""
         if not self.trained:
             return []
-        baseline = (self.config.get("intervention") or {}).get("baseline")
+        baseline = self.suite.intervention_baseline
         return [InterventionJobs(run, baseline, self.layout) for run in self.suite.interventions]
 
     @cached_property

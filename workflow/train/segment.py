@@ -269,6 +269,8 @@ def check_segment(
         raise TrainingError(f"segment {segment}: no output directory for steps {missing}")
     if any(not (segment.start < s <= segment.end) for s in segment.steps):
         raise TrainingError(f"segment {segment}: checkpoint steps must lie in (start, end]")
+    if not set(segment.keep_state) <= set(segment.steps):
+        raise TrainingError(f"segment {segment}: keep_state steps must be checkpoint steps")
     if segment.start < 0 and 0 not in segment.steps:
         raise TrainingError(f"segment {segment}: start -1 initialises the model, it saves step 0")
     if segment.start >= 0 and resume_from is None:
