@@ -2,6 +2,10 @@
 
 import os
 
+from workflow.core.process import short_lived_process
+
+short_lived_process()  # before torch loads: see the module
+
 # A local checkpoint and local task files: nothing to fetch, so forbid the Hub before any
 # Hugging Face library is imported.
 os.environ["HF_HUB_OFFLINE"] = "1"

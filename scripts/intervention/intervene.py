@@ -5,10 +5,12 @@ from pathlib import Path
 
 from workflow.core.config import SuiteConfig
 from workflow.core.logs import log_to
+from workflow.core.process import short_lived_process
 from workflow.studies.intervention.arms import run_arm
 from workflow.train.errors import PREEMPTED_EXIT, LaunchFailed, Preempted
 
 sm = snakemake  # noqa: F821
+short_lived_process()  # torch, transformers and DeepSpeed load below: see the module
 with log_to(sm.log[0]) as log:
     suite = SuiteConfig.from_dict(sm.config)
     run = suite.interventions[sm.params.run]

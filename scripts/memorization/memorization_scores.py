@@ -2,6 +2,10 @@
 
 import os
 
+from workflow.core.process import short_lived_process
+
+short_lived_process()  # before torch loads: see the module
+
 # a local checkpoint: nothing to fetch
 os.environ["HF_HUB_OFFLINE"] = "1"
 

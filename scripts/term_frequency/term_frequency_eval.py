@@ -2,6 +2,10 @@
 
 import os
 
+from workflow.core.process import short_lived_process
+
+short_lived_process()  # before torch loads: see the module
+
 # Local checkpoints and local task files: forbid the Hub before any Hugging Face import.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"

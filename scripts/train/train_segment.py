@@ -6,10 +6,12 @@ from pathlib import Path
 
 from workflow.core.config import Segment, SuiteConfig
 from workflow.core.logs import log_to
+from workflow.core.process import short_lived_process
 from workflow.train.dispatch import run_segment
 from workflow.train.errors import PREEMPTED_EXIT, LaunchFailed, Preempted
 
 sm = snakemake  # noqa: F821
+short_lived_process()  # torch, transformers and DeepSpeed load below: see the module
 with log_to(sm.log[0]) as log:
     suite = SuiteConfig.from_dict(sm.config)
     p = sm.params
