@@ -18,6 +18,8 @@ from workflow.plan.resources import (
     check_gpu_memory,
     check_node_fit,
     eval_resources,
+    forward_resources,
+    memorization_flops,
     train_resources,
 )
 

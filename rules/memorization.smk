@@ -8,6 +8,13 @@ MEM_PLAN = JOBS.memorization
 MEM_PLANTED = config["data"]["source"] == "generated"
 
 
+def memorization_resources(wc):
+    """Slurm resources of one shard (workflow/plan/resources.py)."""
+    rows = MEM_PLAN.spec(wc.step, wc.size).shard_size(int(wc.part))
+    model = SUITE.models[wc.size]
+    return forward_resources(SUITE, model, memorization_flops(SUITE, model, rows))
+
+
 rule memorization_scores:
     # one shard of a checkpoint's seen samples: batched greedy decoding with a KV cache
     input:
@@ -28,12 +35,15 @@ rule memorization_scores:
     conda:
         "../envs/pipeline.yaml"
     threads: MEM["threads"]
+    # one GPU per job when the suite trains on GPUs; time limit from the shard's forward FLOPs
     resources:
-        mem_mb=4000,
-        # one GPU per job when the suite trains on GPUs
-        gpu=lambda wc: 1 if SUITE.models[wc.size].gpus else 0,
+        runtime=lambda wc: memorization_resources(wc)["runtime"],
+        mem_mb=lambda wc: memorization_resources(wc)["mem_mb"],
+        gpu=lambda wc: memorization_resources(wc).get("gpu", 0),
+        tasks_per_gpu=0,
+        cpus_per_task=lambda wc: memorization_resources(wc).get("cpus_per_task", MEM["threads"]),
     params:
-        spec=lambda wc: MEM_PLAN.spec(wc.step),
+        spec=lambda wc: MEM_PLAN.spec(wc.step, wc.size),
         schedule=list(SUITE.training.schedule),
         memorization=MEM,
     script:
@@ -51,7 +61,7 @@ rule memorization_gather:
                 f"step{wc.step}",
                 "part{part}.parquet",
             ),
-            part=range(MEM_PLAN.spec(wc.step).num_jobs),
+            part=range(MEM_PLAN.spec(wc.step, wc.size).num_jobs),
         ),
         samples=samples_files(),
         stats=run_path("data", "corpus", "stats.json") if MEM_PLANTED else [],

@@ -4,8 +4,10 @@ launch and its rank environment, and the checks made before anything is submitte
 from __future__ import annotations
 
 import copy
+import math
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,9 @@ from workflow.plan.profiles import check_profile_variables, unset_variables
 from workflow.plan.resources import (
     check_node_fit,
     eval_resources,
+    forward_resources,
     gpu_hours,
+    memorization_flops,
     model_params,
     train_resources,
     training_flops,
@@ -278,3 +282,22 @@ def test_plan_has_the_case_studies_jobs(paper_jobs):
     j = arms["intervention_6_9b_intervention7"]
     assert (j["gpus"], j["nodes"], j["first_step"], j["last_step"]) == (128, 16, 133000, 143000)
     assert j["flops"] == pytest.approx(training_flops(6_857_302_016, 10_000 * 2_097_152), rel=1e-9)
+
+
+def test_memorization_shards_fit_one_time_limit_at_every_size(paper, paper_jobs):
+    """memorization.hours_per_job: 16 sizes the shards by the time model: each at most 16
+    GPU-hours at the plan's MFU, asking Slurm for at most 24 h (x 1.5) and one GPU, so a 70m
+    checkpoint is one job and 12b's rows split into as many as its parameters need."""
+    shards = [j for j in paper_jobs if j["stage"] == "memorization"]
+    assert max(j["gpu_hours"] for j in shards) <= 16
+    per_size = Counter(j["size"] for j in shards)
+    steps = range(23000, 143001, 20000)
+    assert per_size["70m"] == 2 * len(steps)  # one shard per checkpoint and variant
+    n = model_params(paper, paper.models["12b"])
+    rows = math.floor(16 * 3600 * 0.25 * 312e12 / (2 * n * 64))  # 64 = k + l tokens per row
+    assert per_size["12b"] == 2 * sum(math.ceil(s * 1024 / rows) for s in steps)
+    assert per_size["12b"] > 20 * per_size["70m"]
+    spec = paper.models["12b"]
+    res = forward_resources(paper, spec, memorization_flops(paper, spec, rows))
+    assert 16 * 60 <= res["runtime"] <= 24 * 60 and (res["gpu"], res["tasks_per_gpu"]) == (1, 0)
+    assert res["cpus_per_task"] == 8 and res["mem_mb"] == 60000

@@ -115,6 +115,22 @@ def test_spec_shards_cover_the_seen_rows_once():
     # the paper: 146.4M samples at step 143000 in 2^23-sample jobs
     paper = MemorizationSpec(step=143000, global_batch_size=1024)
     assert paper.rows_seen == 146_432_000 and paper.num_jobs == 18
+    assert [spec.shard_size(p) for p in range(3)] == [30, 30, 20]
+
+
+def test_shards_per_size_from_the_plan():
+    """A size's rows per job (the plan's time model, workflow.plan.resources) or None (one job
+    a checkpoint); sizes the plan does not bound keep samples_per_job."""
+    from workflow.core.config import SuiteConfig
+    from workflow.studies.memorization.plan import MemorizationPlan
+
+    raw = load_config("config/config.yaml")
+    suite = SuiteConfig.from_dict(raw)
+    small, big, other = list(suite.models)[:3]
+    plan = MemorizationPlan.from_config(raw, suite, {small: None, big: 300})
+    assert plan.spec(384, small).num_jobs == 1 and plan.spec(384, small).shard_size(0) == 3072
+    assert plan.spec(384, big).num_jobs == 11 and plan.spec(384, big).shard_size(10) == 72
+    assert plan.spec(384, other).samples_per_job == raw["memorization"]["samples_per_job"]
 
 
 def _samples(tmp_path, rows: int, width: int = 17, seed=0):

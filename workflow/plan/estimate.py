@@ -25,6 +25,7 @@ from workflow.plan.resources import (
     eval_tokens,
     forward_flops,
     gpu_hours,
+    memorization_flops,
     model_params,
     segment_tokens,
     training_flops,
@@ -242,14 +243,11 @@ def memorization_jobs(jobs: SuiteJobs) -> Iterator[dict]:
     shards = jobs.memorization_shards()
     if not shards:
         return
-    suite, compute, mem = jobs.suite, jobs.config["compute"], jobs.config["memorization"]
-    tokens_per_sample = mem["prompt_tokens"] + mem["continuation_tokens"]
+    suite, compute = jobs.suite, jobs.config["compute"]
     for shard in shards:
         spec = suite.models[shard.size]
-        ms = shard.spec
-        lo = shard.part * ms.samples_per_job  # as MemorizationSpec.shard_rows, counted
-        rows = max(min(ms.samples_per_job, ms.num_samples - lo), 0)
-        flops = forward_flops(model_params(suite, spec), rows * tokens_per_sample)
+        rows = shard.spec.shard_size(shard.part)
+        flops = memorization_flops(suite, spec, rows)
         yield forward_job(
             shard.rule,
             "memorization",

@@ -21,6 +21,7 @@ from workflow.core import tasks
 from workflow.core.config import InterventionRun, Segment, SuiteConfig
 from workflow.core.layout import Layout
 from workflow.data.jobs import DataJobs
+from workflow.plan.resources import memorization_rows_per_job
 from workflow.studies.memorization.plan import MemorizationPlan, MemorizationSpec
 from workflow.studies.term_frequency.tasks import task_name as term_frequency_task
 
@@ -338,7 +339,8 @@ class SuiteJobs:
 
     @cached_property
     def memorization(self) -> MemorizationPlan:
-        return MemorizationPlan.from_config(self.config, self.suite)
+        rows = memorization_rows_per_job(self.suite)  # shards fit a time limit at every size
+        return MemorizationPlan.from_config(self.config, self.suite, rows)
 
     @property
     def memorization_on(self) -> bool:
@@ -352,7 +354,7 @@ class SuiteJobs:
             MemorizationShard(variant, size, spec, part)
             for variant in plan.variants
             for size in plan.sizes
-            for spec in map(plan.spec, plan.steps)
+            for spec in (plan.spec(step, size) for step in plan.steps)
             for part in range(spec.num_jobs)
         ]
 

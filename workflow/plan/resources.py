@@ -103,19 +103,13 @@ def train_resources(
     return res
 
 
-def eval_resources(
-    suite: SuiteConfig, spec: ModelSpec, checkpoints: int, shots: int
-) -> dict[str, Any]:
-    """One eval job (several checkpoints of one model): one GPU when the suite trains on GPUs."""
+def forward_resources(suite: SuiteConfig, spec: ModelSpec, flops: float) -> dict[str, Any]:
+    """A forward-only job of `spec` (evaluation, memorization scoring, term frequency): one GPU
+    when the suite trains on GPUs, its time limit from `flops`."""
     compute = suite.raw["compute"]
-    tokens = eval_tokens(suite, shots) * checkpoints
     res: dict[str, Any] = {
-        "runtime": runtime_minutes(
-            gpu_hours(forward_flops(model_params(suite, spec), tokens), compute),
-            1 if spec.gpus else 0,
-            compute,
-        ),
-        "mem_mb": 4000,  # lm-eval on CPU: a tiny model, its tasks and the harness
+        "runtime": runtime_minutes(gpu_hours(flops, compute), 1 if spec.gpus else 0, compute),
+        "mem_mb": 4000,  # on CPU: a tiny model, its data and the harness
     }
     if spec.gpus:
         res.update(
@@ -125,6 +119,38 @@ def eval_resources(
             mem_mb=compute["mem_mb_per_gpu"],
         )
     return res
+
+
+def eval_resources(
+    suite: SuiteConfig, spec: ModelSpec, checkpoints: int, shots: int
+) -> dict[str, Any]:
+    """One eval job (several checkpoints of one model): one GPU when the suite trains on GPUs."""
+    tokens = eval_tokens(suite, shots) * checkpoints
+    return forward_resources(suite, spec, forward_flops(model_params(suite, spec), tokens))
+
+
+def memorization_flops(suite: SuiteConfig, spec: ModelSpec, rows: int) -> float:
+    """A memorization shard: the checkpoint forward over prompt + continuation tokens of each
+    row (greedy decoding with a KV cache: one token per position)."""
+    mem = suite.raw["memorization"]
+    tokens = rows * (mem["prompt_tokens"] + mem["continuation_tokens"])
+    return forward_flops(model_params(suite, spec), tokens)
+
+
+def memorization_rows_per_job(suite: SuiteConfig) -> dict[str, int | None]:
+    """Rows per memorization shard of each size: at most `memorization.samples_per_job` and, for
+    a model trained on GPUs, at most what it scores in `memorization.hours_per_job` GPU hours at
+    `compute.mfu`, so every shard fits one time limit (hours x runtime_margin) whatever the
+    size; None when neither bounds it (one shard per checkpoint)."""
+    mem, compute = suite.raw["memorization"], suite.raw["compute"]
+    rows: dict[str, int | None] = {}
+    for size, spec in suite.models.items():
+        caps = [mem["samples_per_job"]] if mem["samples_per_job"] else []
+        if spec.gpus and mem.get("hours_per_job"):
+            per_row = gpu_hours(memorization_flops(suite, spec, 1), compute)
+            caps.append(max(1, math.floor(mem["hours_per_job"] / per_row)))
+        rows[size] = min(caps, default=None)
+    return rows
 
 
 def eval_tokens(suite: SuiteConfig, shots: int) -> float:

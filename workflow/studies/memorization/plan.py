@@ -4,15 +4,17 @@ checkpoint (``MemorizationSpec``), and the checks that refuse a probe or step be
 (the section itself is checked with the config: workflow.core.semantics).
 
 A step-N checkpoint has trained on rows [0, N*B) of the pre-shuffled sample file (B = global
-batch size). Those rows are scored in shards of ``samples_per_job``, one job each; with
-``max_samples`` an even stride over them.
+batch size). Those rows are scored in shards, one job each, of at most ``samples_per_job`` rows
+and, on a GPU suite, at most the rows a model scores in ``hours_per_job`` (the plan's time model:
+``workflow.plan.resources.memorization_rows_per_job``, so a 12B shard is ~170x smaller than a 70M
+one); with ``max_samples`` an even stride over them.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -55,6 +57,11 @@ class MemorizationSpec:
     def num_jobs(self) -> int:
         return max(1, math.ceil(self.num_samples / self.samples_per_job))
 
+    def shard_size(self, part: int) -> int:
+        """How many rows job `part` scores (as `shard_rows`, counted without building them)."""
+        lo = part * self.samples_per_job
+        return max(min(self.samples_per_job, self.num_samples - lo), 0)
+
     def shard_rows(self, part: int) -> np.ndarray:
         """The sample-file row indices scored by job `part`."""
         if not 0 <= part < self.num_jobs:
@@ -77,9 +84,14 @@ class MemorizationPlan:
     schedule: tuple[int, ...]
     global_batch_size: int
     options: dict
+    # rows per shard of each size (None: one shard per checkpoint); absent sizes use
+    # samples_per_job
+    rows_per_job: Mapping[str, int | None] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, config: dict, suite) -> MemorizationPlan:
+    def from_config(
+        cls, config: dict, suite, rows_per_job: Mapping[str, int | None] | None = None
+    ) -> MemorizationPlan:
         mem = config["memorization"]
         sizes = tuple(s for s in suite.models if not mem["sizes"] or s in mem["sizes"])
         variants = tuple(v for v in suite.variants if not mem["variants"] or v in mem["variants"])
@@ -92,16 +104,21 @@ class MemorizationPlan:
             schedule=tuple(suite.training.schedule),
             global_batch_size=suite.training.global_batch_size,
             options=dict(mem),
+            rows_per_job=dict(rows_per_job or {}),
         )
 
-    def spec(self, step: int | str) -> MemorizationSpec:
+    def spec(self, step: int | str, size: str | None = None) -> MemorizationSpec:
+        """What the step-`step` checkpoint of `size` scores, and in how many shards (without a
+        size: the rows, in shards of samples_per_job)."""
+        step = int(step)
+        per_job = self.rows_per_job.get(size, self.options["samples_per_job"])
         return MemorizationSpec(
-            step=int(step),
+            step=step,
             global_batch_size=self.global_batch_size,
             prompt_tokens=self.options["prompt_tokens"],
             continuation_tokens=self.options["continuation_tokens"],
             max_samples=self.options["max_samples"],
-            samples_per_job=self.options["samples_per_job"],
+            samples_per_job=per_job or max(1, step * self.global_batch_size),
         )
 
     def scheduled(self, step: int | str, what: str) -> int:
