@@ -72,8 +72,9 @@ rule check_eval_tasks:
         "../scripts/eval/check_eval_tasks.py"
 
 
-# One job evaluates several checkpoints of one model (eval.steps_per_job): the process start,
-# imports and task loading are paid once; every checkpoint keeps its own JSON target. The chunks
+# One job evaluates several checkpoints of one model (eval.steps_per_job, within one training
+# segment): the process start, imports and task loading are paid once; every checkpoint keeps
+# its own JSON target. The chunks
 # and their rule names: workflow/plan/jobs.py (SuiteJobs.evals), also the plan's.
 for _job in JOBS.evals:
 

@@ -16,9 +16,11 @@ def test_paper_suite_plans_without_network(tmp_path):
     # every checkpoint published, one upload job per training segment (not one a checkpoint)
     uploads = {r: n for r, n in counts.items() if r.startswith("upload_")}
     assert sum(uploads.values()) == 2 * len(uploads) and len(uploads) < 16 * 154 / 4
-    # zero-shot grid + five-shot grid, one checkpoint per job (eval.steps_per_job: 1)
+    # zero-shot grid + five-shot grid: the 13 zero-shot steps 0..3000 of the first training
+    # segment in one job, every later checkpoint (its own segment) alone
     suite_evals = [r for r in counts if r.startswith("evaluate_") and "intervention" not in r]
-    assert sum(counts[r] for r in suite_evals) == 16 * (27 + 15)
+    assert sum(counts[r] for r in suite_evals) == 16 * (27 - 13 + 1 + 15)
+    assert counts["evaluate_12b_0shot_0_3000"] == 2
     # the paper's five interventions (70m, 410m, 1.4b, 6.9b at 7%; 1.4b at 21%), both arms
     arms = [r for r in counts if r.startswith("intervention_") and r != "intervention_table"]
     assert sum(counts[r] for r in arms) == 5 and counts["intervention_table"] == 1
@@ -58,7 +60,8 @@ def test_paper_figure_from_published_checkpoints_plans_no_training(tmp_path):
     )
     # 16 models x 27 steps fetched from EleutherAI/pythia-*; 0-shot at all, 5-shot at 15
     assert counts["fetch_published"] == 16 * 27
-    assert sum(n for r, n in counts.items() if r.startswith("evaluate_")) == 16 * (27 + 15)
+    # downloaded checkpoints are all there at once: 16 per job (eval.steps_per_job)
+    assert sum(n for r, n in counts.items() if r.startswith("evaluate_")) == 16 * (2 + 1)
     rules = {"evaluate" if r.startswith("evaluate_") else r for r in counts}
     assert {r for r in rules if not r.endswith(":")} == {
         "fetch_published",

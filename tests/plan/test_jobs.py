@@ -95,6 +95,10 @@ def test_eval_chunks_cover_the_eval_steps(suite):
             chunks = [j for j in jobs.evals if (j.size, j.shots) == (size, shots)]
             assert [s for j in chunks for s in j.steps] == jobs.suite.eval_steps(shots)
             assert all(1 <= len(j.steps) <= per_job for j in chunks)
+            # a chunk's checkpoints come from one training segment (they appear together)
+            segments = [t.segment for t in jobs.train if t.size == size]
+            for j in chunks:
+                assert any(set(j.steps) <= set(seg.steps) for seg in segments)
             first = chunks[0]
             assert first.rule == (
                 f"evaluate_{rule_tag(size)}_{shots}shot_{first.steps[0]}_{first.steps[-1]}"

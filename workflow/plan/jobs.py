@@ -253,14 +253,26 @@ class SuiteJobs:
 
     # ------------------------------------------------------------------ evaluation
 
+    def chunks(self, size: str, steps: Iterable[int]) -> list[tuple[int, ...]]:
+        """`steps` of `size` in jobs of at most eval.steps_per_job, never across a training
+        segment: a segment's checkpoints appear together when its job ends, so a chunk spanning
+        two would wait a whole segment for its later half (a published suite: one group)."""
+        per_job = self.config["eval"]["steps_per_job"]
+        produced_by = {
+            s: t.segment.end for t in self.train if t.size == size for s in t.segment.steps
+        }
+        groups: dict[int, list[int]] = {}
+        for step in steps:
+            groups.setdefault(produced_by.get(step, -1), []).append(step)
+        return [chunk for group in groups.values() for chunk in step_chunks(group, per_job)]
+
     @cached_property
     def evals(self) -> list[EvalJob]:
-        per_job = self.config["eval"]["steps_per_job"]
         return [
             EvalJob(size, shots, chunk, self.layout)
             for size in self.sizes
             for shots in self.config["eval"]["num_fewshot"]
-            for chunk in step_chunks(self.suite.eval_steps(shots), per_job)
+            for chunk in self.chunks(size, self.suite.eval_steps(shots))
         ]
 
     def eval_results(self) -> list[str]:
@@ -295,11 +307,10 @@ class SuiteJobs:
         if not self.term_frequency_on:
             return []
         tf = self.config["term_frequency"]
-        per_job = self.config["eval"]["steps_per_job"]
         return [
             TermFrequencyJob(tf["variant"], size, chunk, self.layout)
             for size in self.sizes
-            for chunk in step_chunks(tf["steps"], per_job)
+            for chunk in self.chunks(size, tf["steps"])
         ]
 
     def term_frequency_results(self) -> list[str]:
