@@ -74,6 +74,13 @@ JOBS = SuiteJobs(SUITE)
 LAYOUT = JOBS.layout
 VARIANTS = JOBS.variants
 SIZES = JOBS.sizes
+# what each model's weights depend on (hyperparameters, seed), a training param: a change
+# reruns its segments and everything downstream instead of keeping old checkpoints
+MODEL_HASHES = {
+    (size, variant): config_hash(spec.for_variant(variant), SUITE.training)
+    for size, spec in SUITE.models.items()
+    for variant in VARIANTS
+}
 
 
 wildcard_constraints:

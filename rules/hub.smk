@@ -15,7 +15,7 @@ for _job in JOBS.uploads:
             run_path(
                 "logs",
                 "hub",
-                "{variant}",
+                _job.variant,
                 _job.size,
                 f"steps{_job.first}-{_job.last}.log",
             ),
@@ -30,6 +30,7 @@ for _job in JOBS.uploads:
             local_root=run_path("hub", "repos"),
             final_step=SUITE.training.train_iters,
             size=_job.size,
+            variant=_job.variant,
             steps=list(_job.steps),
         script:
             "../scripts/hub/upload.py"

@@ -41,7 +41,9 @@ rule memorization_scores:
         mem_mb=lambda wc: memorization_resources(wc)["mem_mb"],
         gpu=lambda wc: memorization_resources(wc).get("gpu", 0),
         tasks_per_gpu=0,
-        cpus_per_task=lambda wc: memorization_resources(wc).get("cpus_per_task", MEM["threads"]),
+        cpus_per_task=lambda wc: memorization_resources(wc).get(
+            "cpus_per_task", MEM["threads"]
+        ),
     params:
         spec=lambda wc: MEM_PLAN.spec(wc.step, wc.size),
         schedule=list(SUITE.training.schedule),

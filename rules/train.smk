@@ -10,7 +10,7 @@ for _job in JOBS.train:
         name:
             _job.rule
         input:
-            samples=samples_files(),
+            samples=samples_files(_job.variant),
             tokenizer=run_path("data", "tokenizer", "tokenizer.json"),
             resume=[_job.resume] if _job.resume else [],
             # lm-eval's own eval tasks exist (rules/eval.smk), checked before training
@@ -24,7 +24,7 @@ for _job in JOBS.train:
             metrics=(
                 run_path(
                     "models",
-                    "{variant}",
+                    _job.variant,
                     _job.size,
                     "train_log",
                     f"steps{_job.first_step + 1}-{_job.segment.end}.csv",
@@ -36,7 +36,7 @@ for _job in JOBS.train:
             run_path(
                 "logs",
                 "train",
-                "{variant}",
+                _job.variant,
                 _job.size,
                 f"segment{_job.first_step}-{_job.segment.end}.log",
             ),
@@ -49,19 +49,16 @@ for _job in JOBS.train:
                 SUITE, SUITE.models[_job.size], _job.segment.start, _job.segment.end
             ),
         params:
-            # what the weights depend on (hyperparameters, seed): a change reruns the
-            # segment and everything downstream instead of keeping old checkpoints
-            config_hash=lambda wc, spec=SUITE.models[_job.size]: config_hash(
-                spec.for_variant(wc.variant), SUITE.training
-            ),
+            config_hash=MODEL_HASHES[_job.size, _job.variant],
             size=_job.size,
+            variant=_job.variant,
             start=_job.segment.start,
             end=_job.segment.end,
             steps=list(_job.segment.steps),
             keep_state=list(_job.segment.keep_state),
             # a function, so "{step}" stays a template for the script
-            out_template=lambda wc, size=_job.size: checkpoint_dir(
-                wc.variant, size, "{step}"
-            ),
+            out_template=lambda wc, path=checkpoint_dir(
+                _job.variant, _job.size, "{step}"
+            ): path,
         script:
             "../scripts/train/train_segment.py"

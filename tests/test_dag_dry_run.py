@@ -15,7 +15,8 @@ def test_paper_suite_plans_without_network(tmp_path):
     assert counts["download"] == 30
     # every checkpoint published, one upload job per training segment (not one a checkpoint)
     uploads = {r: n for r, n in counts.items() if r.startswith("upload_")}
-    assert sum(uploads.values()) == 2 * len(uploads) and len(uploads) < 16 * 154 / 4
+    assert set(uploads.values()) == {1} and len(uploads) < 2 * 16 * 154 / 4  # a rule per variant
+    assert "upload_70m_deduped_0_10000" in uploads and "upload_70m_0_10000" in uploads
     # zero-shot grid + five-shot grid: the 13 zero-shot steps 0..3000 of the first training
     # segment in one job, every later checkpoint (its own segment) alone
     suite_evals = [r for r in counts if r.startswith("evaluate_") and "intervention" not in r]

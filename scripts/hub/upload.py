@@ -9,7 +9,7 @@ from workflow.hub.upload import publish_checkpoint
 sm = snakemake  # noqa: F821
 with log_to(sm.log[0]) as log:
     hub, p = sm.params.hub, sm.params
-    repo_id = repo_id_for(hub["org"], hub["repo_template"], p.size, sm.wildcards.variant)
+    repo_id = repo_id_for(hub["org"], hub["repo_template"], p.size, p.variant)
     for step, checkpoint, out in zip(p.steps, sm.input.checkpoints, sm.output, strict=True):
         receipt = publish_checkpoint(
             checkpoint,

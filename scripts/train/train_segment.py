@@ -19,7 +19,7 @@ with log_to(sm.log[0]) as log:
         run_segment(
             suite,
             size=p.size,
-            variant=sm.wildcards.variant,
+            variant=p.variant,
             samples_prefix=sm.input.samples[0][: -len(".bin")],
             tokenizer_path=sm.input.tokenizer,
             segment=Segment(p.start, p.end, tuple(p.steps), tuple(p.keep_state)),

@@ -63,10 +63,10 @@ def test_plan_covers_every_gpu_job_with_dag_rule_names(paper_jobs, paper, paper_
     train = [j for j in jobs if j["stage"] == "train"]
     # one row per (variant, segment) with the DAG's rule names
     assert len(train) == 2 * sum(len(paper.segments(s)) for s in paper.models)
-    assert {j["rule"] for j in train} >= {"train_12b_0_5000", "train_70m_0_10000"}
+    assert {j["rule"] for j in train} >= {"train_12b_0_5000", "train_70m_deduped_0_10000"}
     assert not any(j["rule"].startswith("init_") for j in train)  # in the first segments
     uploads = [j for j in jobs if j["stage"] == "upload"]  # one a training segment
-    assert len(uploads) == 2 * len(SuiteJobs.from_config(paper_raw).uploads) < 16 * 154 / 4
+    assert len(uploads) == len(SuiteJobs.from_config(paper_raw).uploads) < 2 * 16 * 154 / 4
     # one job for the 13 zero-shot steps of the first segment (0..3000), then one per segment
     assert len([j for j in jobs if j["stage"] == "eval_0shot"]) == 16 * (27 - 13 + 1)
     assert len([j for j in jobs if j["stage"] == "eval_5shot"]) == 16 * 15

@@ -4,6 +4,7 @@ no rule file uses a name that only a later-included one defines."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
 from pathlib import Path
@@ -42,6 +43,7 @@ def dry_runs(tmp_path_factory):
 
 def test_rule_tag_and_step_chunks():
     assert rule_tag("1.4b") == "1_4b" and rule_tag("tiny-70m") == "tiny_70m"
+    assert rule_tag("1.4b", "deduped") == "1_4b_deduped"  # as pythia-1.4b-deduped
     assert step_chunks([0, 1, 2, 4, 8], 2) == [(0, 1), (2, 4), (8,)]
     assert step_chunks([3, 1], 1) == [(3,), (1,)]  # the given order, not sorted
     assert step_chunks([], 4) == []
@@ -49,16 +51,18 @@ def test_rule_tag_and_step_chunks():
 
 def test_training_segments_chain_per_size(suite):
     _, _, jobs = suite
-    for size in jobs.sizes:
-        train = [j for j in jobs.train if j.size == size]
-        tag = rule_tag(size)
+    for size, variant in itertools.product(jobs.sizes, jobs.variants):
+        train = [j for j in jobs.train if (j.size, j.variant) == (size, variant)]
+        tag = rule_tag(size, variant)
         # the first segment initialises the model (step 0) and trains on
         first = train[0]
         assert first.rule == f"train_{tag}_0_{first.segment.end}" and first.resume is None
         assert first.segment.start == -1 and first.segment.steps[0] == 0
         for prev, job in zip(train, train[1:], strict=False):
             assert job.rule == f"train_{tag}_{prev.segment.end}_{job.segment.end}"
-            assert job.resume == jobs.layout.checkpoint("{variant}", size, prev.segment.end)
+            assert job.resume == jobs.layout.checkpoint(variant, size, prev.segment.end)
+        # literal paths (no {variant}): Snakemake finds a checkpoint's producer by its path
+        assert first.outputs()[0] == jobs.layout.checkpoint(variant, size, 0)
         # every scheduled step once, and the start of each intervention on this size (with
         # its optimizer state), and with a main baseline its window's steps
         runs = [r for r in jobs.suite.interventions if r.size == size]
@@ -76,15 +80,14 @@ def test_uploads_publish_every_scheduled_checkpoint_once(suite):
     saved only as an intervention's branch point is not published."""
     _, _, jobs = suite
     schedule = jobs.suite.training.schedule
-    for size in jobs.sizes:
-        ups = [u for u in jobs.uploads if u.size == size]
+    for size, variant in itertools.product(jobs.sizes, jobs.variants):
+        ups = [u for u in jobs.uploads if (u.size, u.variant) == (size, variant)]
         assert [s for u in ups for s in u.steps] == list(schedule)
         segments = {(t.first_step, t.segment.end) for t in jobs.train if t.size == size}
         assert {(u.first, u.last) for u in ups} <= segments
         for u in ups:
-            assert u.outputs("deduped") == [
-                jobs.layout.hub_receipt("deduped", size, s) for s in u.steps
-            ]
+            assert u.rule == f"upload_{rule_tag(size, variant)}_{u.first}_{u.last}"
+            assert u.outputs() == [jobs.layout.hub_receipt(variant, size, s) for s in u.steps]
 
 
 def test_eval_chunks_cover_the_eval_steps(suite):
@@ -134,7 +137,8 @@ def test_dag_rules_are_the_job_list(name, dry_runs):
     jobs = SuiteJobs.from_config(load_config(REPO / CONFIGS[name]))
     counts = dry_runs(name).counts
     variants = len(jobs.variants)
-    expected = Counter({j.rule: variants for j in jobs.train + jobs.evals})
+    expected = Counter({j.rule: variants for j in jobs.evals})
+    expected.update({j.rule: 1 for j in jobs.train})  # a rule per variant
     expected.update({j.rule: 1 for j in jobs.term_frequency})
     for iv in jobs.interventions:
         expected.update([iv.eval_rule, *map(iv.arm_rule, iv.arms)])
@@ -143,7 +147,7 @@ def test_dag_rules_are_the_job_list(name, dry_runs):
     assert dag == dict(expected)
     assert counts.get("memorization_scores", 0) == len(jobs.memorization_shards())
     uploads = {r: n for r, n in counts.items() if r.startswith("upload_")}
-    assert uploads == {u.rule: variants for u in jobs.uploads}
+    assert uploads == {u.rule: 1 for u in jobs.uploads}
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))

@@ -173,7 +173,7 @@ def training_jobs(jobs: SuiteJobs) -> Iterator[dict]:
             ckpt = weight_bytes(n, spec.precision)
             mem = _gb(suite_training_memory(suite, spec).total) if spec.gpus else 0
             dp, tp = parallel_sizes(spec)
-            for train in (j for j in jobs.train if j.size == size):
+            for train in (j for j in jobs.train if (j.size, j.variant) == (size, variant)):
                 seg = train.segment
                 flops = training_flops(n, segment_tokens(suite, seg.start, seg.end))
                 gpus = spec.gpus * spec.nodes
@@ -193,7 +193,7 @@ def training_jobs(jobs: SuiteJobs) -> Iterator[dict]:
                     gpu_hours=gpu_hours(flops, compute) if gpus else 0.0,
                     storage_bytes=len(seg.steps) * ckpt + 12 * n + ckpt,
                 )
-            for up in (u for u in jobs.uploads if u.size == size):
+            for up in (u for u in jobs.uploads if (u.size, u.variant) == (size, variant)):
                 yield job(up.rule, "upload", variant, size, up.steps[0], up.steps[-1], nodes=1)
 
 

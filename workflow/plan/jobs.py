@@ -29,9 +29,11 @@ EXTS = ("pdf", "png")  # every figure is written in both
 INTERVENTION_FIGURES = ("crows_pairs", "winobias", "lambada")  # Figs 1, 2, 6
 
 
-def rule_tag(size: str) -> str:
-    """A size as it appears in rule names (`1.4b` -> `1_4b`)."""
-    return re.sub(r"\W", "_", size)
+def rule_tag(size: str, variant: str = "standard") -> str:
+    """A model as it appears in rule names, named as Pythia names its models (`1.4b` ->
+    `1_4b`; its deduped variant -> `1_4b_deduped`, as pythia-1.4b-deduped)."""
+    tag = re.sub(r"\W", "_", size)
+    return tag if variant == "standard" else f"{tag}_{variant}"
 
 
 def step_chunks(steps: Iterable[int], per_job: int) -> list[tuple[int, ...]]:
@@ -43,17 +45,21 @@ def step_chunks(steps: Iterable[int], per_job: int) -> list[tuple[int, ...]]:
 
 @dataclass(frozen=True)
 class TrainJob:
-    """One segment of one model's training (rules/train.smk), for every variant: resumes from
-    checkpoint `segment.start` and saves `segment.steps`; the first (start -1) initialises."""
+    """One segment of one model's training (rules/train.smk): resumes from checkpoint
+    `segment.start` and saves `segment.steps`; the first (start -1) initialises. One rule per
+    variant, its outputs literal paths: Snakemake then finds a checkpoint's producer by its
+    whole path instead of matching every training rule's `{variant}` pattern (the paper's
+    dry run scanned ~7M candidate outputs that way)."""
 
     size: str
+    variant: str
     segment: Segment
     layout: Layout = field(repr=False, compare=False)
 
     @property
     def rule(self) -> str:
         seg = self.segment
-        tag = rule_tag(self.size)
+        tag = rule_tag(self.size, self.variant)
         return f"train_{tag}_{self.first_step}_{seg.end}" if seg.end > 0 else f"init_{tag}"
 
     @property
@@ -62,21 +68,22 @@ class TrainJob:
 
     @property
     def resume(self) -> str | None:
-        """The checkpoint it resumes from (wildcard variant); None for the initialisation."""
+        """The checkpoint it resumes from; None for the initialisation."""
         start = self.segment.start
-        return self.layout.checkpoint("{variant}", self.size, start) if start >= 0 else None
+        return self.layout.checkpoint(self.variant, self.size, start) if start >= 0 else None
 
-    def outputs(self, variant="{variant}") -> list[str]:
-        return [self.layout.checkpoint(variant, self.size, s) for s in self.segment.steps]
+    def outputs(self) -> list[str]:
+        return [self.layout.checkpoint(self.variant, self.size, s) for s in self.segment.steps]
 
 
 @dataclass(frozen=True)
 class UploadJob:
     """A training segment's scheduled checkpoints pushed to the hub (rules/hub.smk), each as its
-    branch step{N} with its own receipt, for every variant: they appear together when the
-    segment ends; a rerun re-pushes nothing already there with the same bytes."""
+    branch step{N} with its own receipt: they appear together when the segment ends; a rerun
+    re-pushes nothing already there with the same bytes. One rule per variant, as TrainJob."""
 
     size: str
+    variant: str
     first: int
     last: int
     steps: tuple[int, ...]
@@ -84,13 +91,13 @@ class UploadJob:
 
     @property
     def rule(self) -> str:
-        return f"upload_{rule_tag(self.size)}_{self.first}_{self.last}"
+        return f"upload_{rule_tag(self.size, self.variant)}_{self.first}_{self.last}"
 
-    def inputs(self, variant="{variant}") -> list[str]:
-        return [self.layout.checkpoint(variant, self.size, s) for s in self.steps]
+    def inputs(self) -> list[str]:
+        return [self.layout.checkpoint(self.variant, self.size, s) for s in self.steps]
 
-    def outputs(self, variant="{variant}") -> list[str]:
-        return [self.layout.hub_receipt(variant, self.size, s) for s in self.steps]
+    def outputs(self) -> list[str]:
+        return [self.layout.hub_receipt(self.variant, self.size, s) for s in self.steps]
 
 
 @dataclass(frozen=True)
@@ -231,12 +238,13 @@ class SuiteJobs:
 
     @cached_property
     def train(self) -> list[TrainJob]:
-        """Per size, its segments in order; none for published checkpoints."""
+        """Per size and variant, its segments in order; none for published checkpoints."""
         if not self.trained:
             return []
         return [
-            TrainJob(size, seg, self.layout)
+            TrainJob(size, variant, seg, self.layout)
             for size in self.sizes
+            for variant in self.variants
             for seg in self.suite.segments(size)
         ]
 
@@ -248,7 +256,9 @@ class SuiteJobs:
         schedule = set(self.suite.training.schedule)
         segs = [(t, tuple(s for s in t.segment.steps if s in schedule)) for t in self.train]
         return [
-            UploadJob(t.size, t.first_step, t.segment.end, s, self.layout) for t, s in segs if s
+            UploadJob(t.size, t.variant, t.first_step, t.segment.end, s, self.layout)
+            for t, s in segs
+            if s
         ]
 
     # ------------------------------------------------------------------ evaluation
@@ -456,7 +466,7 @@ class SuiteJobs:
                 else []
             ),
             *self.term_frequency_targets(),
-            *(out for u in self.uploads for v in self.variants for out in u.outputs(v)),
+            *(out for u in self.uploads for out in u.outputs()),
             *self.intervention_targets(),
             *self.memorization_targets(),
             self.layout.path("plan", "jobs.csv"),
