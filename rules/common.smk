@@ -102,3 +102,10 @@ def checkpoint_dir(variant, size, step):
 
 def samples_files(variant="{variant}"):
     return multiext(LAYOUT.samples_prefix(variant), ".bin", ".idx", ".json")
+
+
+def memorization_resources(wc):
+    """Slurm resources of one shard (workflow/plan/resources.py)."""
+    rows = JOBS.memorization.spec(wc.step, wc.size).shard_size(int(wc.part))
+    model = SUITE.models[wc.size]
+    return forward_resources(SUITE, model, memorization_flops(SUITE, model, rows))

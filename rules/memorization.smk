@@ -8,13 +8,6 @@ MEM_PLAN = JOBS.memorization
 MEM_PLANTED = config["data"]["source"] == "generated"
 
 
-def memorization_resources(wc):
-    """Slurm resources of one shard (workflow/plan/resources.py)."""
-    rows = MEM_PLAN.spec(wc.step, wc.size).shard_size(int(wc.part))
-    model = SUITE.models[wc.size]
-    return forward_resources(SUITE, model, memorization_flops(SUITE, model, rows))
-
-
 rule memorization_scores:
     # one shard of a checkpoint's seen samples: batched greedy decoding with a KV cache
     input:
