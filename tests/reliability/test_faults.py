@@ -228,7 +228,9 @@ def test_second_snakemake_on_the_same_results_is_refused(copy):
     try:
         locks = copy.path / ".snakemake" / "locks"
         deadline = time.time() + 120
-        while not (locks.is_dir() and any(locks.iterdir())):
+        # Snakemake writes the input lock, then the output lock: wait for the output lock to
+        # hold the checkpoint (stopped in between, the first run would lock no output yet)
+        while not any(f"{M}/step8" in p.read_text() for p in locks.glob("*.output.lock")):
             assert first.poll() is None and time.time() < deadline, "first run never locked"
             time.sleep(0.02)
         # freeze the first run while it holds the lock (no race with its end on a busy machine)
