@@ -14,7 +14,8 @@ from helpers_dag import dry_run
 
 from workflow.core.config import load_config
 from workflow.plan.estimate import plan_jobs
-from workflow.plan.jobs import SuiteJobs, rule_tag, step_chunks
+from workflow.plan.job_kinds import rule_tag, step_chunks
+from workflow.plan.jobs import SuiteJobs
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = {"default": "config/config.yaml", "pythia": "config/pythia.yaml"}

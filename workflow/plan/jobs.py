@@ -1,6 +1,6 @@
 """The job list of a suite: every job the DAG builds one rule or one output per (training
 segments, evaluation chunks, term-frequency chunks, intervention arms and their evaluation,
-memorization shards, uploads), with its rule name, steps and outputs; the suite's task lists;
+memorization shards, uploads; their kinds: `workflow.plan.job_kinds`), the suite's task lists
 and the final targets (`rule all`).
 
 It is the one enumeration of the suite: rules/*.smk declare their rules over it and the compute
@@ -11,205 +11,29 @@ case studies' shard counts and task names), not in `workflow.core`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from workflow.core import tasks
-from workflow.core.config import InterventionRun, Segment, SuiteConfig
+from workflow.core.config import SuiteConfig
 from workflow.core.layout import Layout
 from workflow.data.jobs import DataJobs
+from workflow.plan.job_kinds import (
+    EvalJob,
+    InterventionJobs,
+    MemorizationShard,
+    TermFrequencyJob,
+    TrainJob,
+    UploadJob,
+    step_chunks,
+)
 from workflow.plan.resources import memorization_rows_per_job
-from workflow.studies.memorization.plan import MemorizationPlan, MemorizationSpec
+from workflow.studies.memorization.plan import MemorizationPlan
 from workflow.studies.term_frequency.tasks import task_name as term_frequency_task
 
 EXTS = ("pdf", "png")  # every figure is written in both
 INTERVENTION_FIGURES = ("crows_pairs", "winobias", "lambada")  # Figs 1, 2, 6
-
-
-def rule_tag(size: str, variant: str = "standard") -> str:
-    """A model as it appears in rule names, named as Pythia names its models (`1.4b` ->
-    `1_4b`; its deduped variant -> `1_4b_deduped`, as pythia-1.4b-deduped)."""
-    tag = re.sub(r"\W", "_", size)
-    return tag if variant == "standard" else f"{tag}_{variant}"
-
-
-def step_chunks(steps: Iterable[int], per_job: int) -> list[tuple[int, ...]]:
-    """Consecutive runs of `per_job` steps (eval.steps_per_job): one job evaluates several
-    checkpoints of one model, paying process start, imports and task loading once."""
-    steps = list(steps)
-    return [tuple(steps[i : i + per_job]) for i in range(0, len(steps), per_job)]
-
-
-@dataclass(frozen=True)
-class TrainJob:
-    """One segment of one model's training (rules/train.smk): resumes from checkpoint
-    `segment.start` and saves `segment.steps`; the first (start -1) initialises. One rule per
-    variant, its outputs literal paths: Snakemake then finds a checkpoint's producer by its
-    whole path instead of matching every training rule's `{variant}` pattern (the paper's
-    dry run scanned ~7M candidate outputs that way)."""
-
-    size: str
-    variant: str
-    segment: Segment
-    layout: Layout = field(repr=False, compare=False)
-
-    @property
-    def rule(self) -> str:
-        seg = self.segment
-        tag = rule_tag(self.size, self.variant)
-        return f"train_{tag}_{self.first_step}_{seg.end}" if seg.end > 0 else f"init_{tag}"
-
-    @property
-    def first_step(self) -> int:
-        return max(self.segment.start, 0)
-
-    @property
-    def resume(self) -> str | None:
-        """The checkpoint it resumes from; None for the initialisation."""
-        start = self.segment.start
-        return self.layout.checkpoint(self.variant, self.size, start) if start >= 0 else None
-
-    def outputs(self) -> list[str]:
-        return [self.layout.checkpoint(self.variant, self.size, s) for s in self.segment.steps]
-
-
-@dataclass(frozen=True)
-class UploadJob:
-    """A training segment's scheduled checkpoints pushed to the hub (rules/hub.smk), each as its
-    branch step{N} with its own receipt: they appear together when the segment ends; a rerun
-    re-pushes nothing already there with the same bytes. One rule per variant, as TrainJob."""
-
-    size: str
-    variant: str
-    first: int
-    last: int
-    steps: tuple[int, ...]
-    layout: Layout = field(repr=False, compare=False)
-
-    @property
-    def rule(self) -> str:
-        return f"upload_{rule_tag(self.size, self.variant)}_{self.first}_{self.last}"
-
-    def inputs(self) -> list[str]:
-        return [self.layout.checkpoint(self.variant, self.size, s) for s in self.steps]
-
-    def outputs(self) -> list[str]:
-        return [self.layout.hub_receipt(self.variant, self.size, s) for s in self.steps]
-
-
-@dataclass(frozen=True)
-class EvalJob:
-    """lm-eval over `steps` of one model with `shots` examples (rules/eval.smk), for every
-    variant; one result JSON per checkpoint."""
-
-    size: str
-    shots: int
-    steps: tuple[int, ...]
-    layout: Layout = field(repr=False, compare=False)
-
-    @property
-    def rule(self) -> str:
-        return f"evaluate_{rule_tag(self.size)}_{self.shots}shot_{self.steps[0]}_{self.steps[-1]}"
-
-    def outputs(self, variant="{variant}") -> list[str]:
-        return [self.layout.eval_result(variant, self.size, s, self.shots) for s in self.steps]
-
-
-@dataclass(frozen=True)
-class TermFrequencyJob:
-    """The arithmetic tasks over `steps` of one model of the study's variant
-    (rules/term_frequency.smk), grouped as the eval jobs."""
-
-    variant: str
-    size: str
-    steps: tuple[int, ...]
-    layout: Layout = field(repr=False, compare=False)
-
-    @property
-    def rule(self) -> str:
-        return f"term_frequency_eval_{rule_tag(self.size)}_{self.steps[0]}_{self.steps[-1]}"
-
-    def checkpoints(self) -> list[str]:
-        return [self.layout.checkpoint(self.variant, self.size, s) for s in self.steps]
-
-    def outputs(self) -> list[str]:
-        return [self.layout.term_frequency_result(self.variant, self.size, s) for s in self.steps]
-
-
-@dataclass(frozen=True)
-class InterventionJobs:
-    """One gender-bias intervention run (rules/intervention.smk): its training arms
-    (`intervention`, and `control` when the baseline is a control continuation) and one job
-    evaluating both arms."""
-
-    run: InterventionRun
-    baseline: str  # intervention.baseline: "main" (the model's own steps) or "control"
-    layout: Layout = field(repr=False, compare=False)
-
-    @property
-    def tag(self) -> str:
-        return f"{rule_tag(self.run.size)}_{self.run.name}"
-
-    @property
-    def arms(self) -> list[str]:
-        return ["intervention"] + (["control"] if self.baseline == "control" else [])
-
-    def arm_rule(self, arm: str) -> str:
-        return f"{arm}_{self.tag}"
-
-    @property
-    def eval_rule(self) -> str:
-        return f"evaluate_{self.tag}"
-
-    def checkpoint(self, arm: str, step) -> str:
-        """A checkpoint of an arm ("baseline" or "intervention"): `intervention7/step{N}` beside
-        the model's own steps; the baseline is the model's own checkpoint, or its `control7`
-        continuation."""
-        run = self.run
-        if arm == "baseline" and (step == run.start or self.baseline == "main"):
-            return self.layout.checkpoint(run.variant, run.size, step)
-        kind = run.name if arm == "intervention" else run.name.replace("intervention", "control")
-        return self.layout.continuation(run.variant, run.size, kind, step)
-
-    def arm_checkpoint(self, arm: str, step) -> str:
-        """What training arm `arm` writes: the intervention, or the baseline's control."""
-        return self.checkpoint("intervention" if arm == "intervention" else "baseline", step)
-
-    def arm_outputs(self, arm: str) -> list[str]:
-        return [self.arm_checkpoint(arm, s) for s in self.run.window]
-
-    @property
-    def evals(self) -> list[tuple[str, str]]:
-        """(checkpoint, eval JSON) of both arms: the baseline from the start, the intervention
-        over the window (at the start both arms are the same weights)."""
-        run = self.run
-        return [
-            (
-                self.checkpoint(arm, step),
-                self.layout.intervention_result(run.size, run.name, arm, step),
-            )
-            for arm in ("baseline", "intervention")
-            for step in ([run.start] if arm == "baseline" else []) + list(run.window)
-        ]
-
-
-@dataclass(frozen=True)
-class MemorizationShard:
-    """One scoring job of the memorization study (rules/memorization.smk): part `part` of the
-    samples the step-`step` checkpoint has seen."""
-
-    variant: str
-    size: str
-    spec: MemorizationSpec
-    part: int
-    rule = "memorization_scores"
-
-    @property
-    def step(self) -> int:
-        return self.spec.step
 
 
 class SuiteJobs:
