@@ -1,3 +1,4 @@
+import functools
 import re
 import sys
 from pathlib import Path
@@ -105,7 +106,13 @@ def samples_files(variant="{variant}"):
 
 
 def memorization_resources(wc):
-    """Slurm resources of one shard (workflow/plan/resources.py)."""
-    rows = JOBS.memorization.spec(wc.step, wc.size).shard_size(int(wc.part))
-    model = SUITE.models[wc.size]
+    """Slurm resources of one shard (workflow/plan/resources.py); each resource of the rule is
+    its own function of the wildcards, so the dict is computed once per shard."""
+    return _shard_resources(wc.step, wc.size, int(wc.part))
+
+
+@functools.cache
+def _shard_resources(step, size, part):
+    rows = JOBS.memorization.spec(step, size).shard_size(part)
+    model = SUITE.models[size]
     return forward_resources(SUITE, model, memorization_flops(SUITE, model, rows))

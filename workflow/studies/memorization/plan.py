@@ -69,8 +69,7 @@ class MemorizationSpec:
                 f"step {self.step}: shard {part} does not exist (there are {self.num_jobs})"
             )
         lo = part * self.samples_per_job
-        hi = min(lo + self.samples_per_job, self.num_samples)
-        return np.arange(lo, hi, dtype=np.int64) * self.stride
+        return np.arange(lo, lo + self.shard_size(part), dtype=np.int64) * self.stride
 
 
 @dataclass(frozen=True)
