@@ -109,6 +109,28 @@ def test_local_git_round_trip_and_determinism(hubeval_ckpts, tmp_path):
     assert not (tmp_path / "dl9").exists()
 
 
+def test_local_git_stores_checkpoint_files_uncompressed(hubeval_ckpts, tmp_path):
+    """Weights are stored as the Hub's LFS stores them (zlib level 0: header 78 01), and git
+    itself still reads and verifies the repository."""
+    import zlib
+
+    ckpt = hubeval_ckpts[4]
+    publish_checkpoint(
+        ckpt, repo_id=REPO, branch="step4", backend="local_git", local_root=tmp_path / "hub"
+    )
+    repo = local_repo_path(tmp_path / "hub", REPO)
+    git = ["git", "--git-dir", str(repo)]
+    oid = subprocess.run(
+        [*git, "rev-parse", "step4:model.safetensors"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    stored = (repo / "objects" / oid[:2] / oid[2:]).read_bytes()
+    weights = (ckpt / "model.safetensors").read_bytes()
+    assert stored[:2] == b"\x78\x01"  # zlib, no compression
+    assert len(stored) > len(weights)
+    assert zlib.decompress(stored).split(b"\0", 1)[1] == weights
+    subprocess.run([*git, "fsck", "--strict", "--no-dangling"], capture_output=True, check=True)
+
+
 def test_tampered_checkpoint_is_detected(hubeval_ckpts, tmp_path):
     root = tmp_path / "hub"
     r0 = publish_checkpoint(

@@ -32,6 +32,10 @@ GIT_EMAIL = "pythia-workflow@localhost"
 EPOCH = 1680307200
 _ZERO_OID = "0" * 40
 _STEP_TRAILER = re.compile(r"^Pythia-Step: (\d+)$", re.MULTILINE)
+# Checkpoint files are written as loose objects without zlib compression, as the Hub stores them
+# (LFS files are stored as is): fp32/bf16 weights shrink by ~6% at git's default level, and
+# compressing them took ~85% of an upload (0.9 s vs 0.1 s for a 17 MB model.safetensors).
+_BLOB_CONFIG = ("-c", "core.looseCompression=0")
 
 
 def local_repo_path(local_root: str | os.PathLike, repo_id: str) -> Path:
@@ -43,7 +47,8 @@ def _git(repo: Path, *args: str, input: bytes | None = None, env: dict | None = 
         ["git", "--git-dir", str(repo), *args], input=input, capture_output=True, env=env
     )
     if r.returncode:
-        raise HubError(f"git {' '.join(args[:2])} failed in {repo}: {r.stderr.decode().strip()}")
+        command = " ".join([a for a in args if a not in _BLOB_CONFIG][:2])
+        raise HubError(f"git {command} failed in {repo}: {r.stderr.decode().strip()}")
     return r.stdout.decode()
 
 
@@ -82,7 +87,15 @@ def _ensure_bare_repo(repo: Path) -> None:
 def _write_tree(repo: Path, root: Path, files: list[str], extra: dict | None = None) -> str:
     """Blobs for `files` (and the `extra` {name: bytes}) and nested trees via mktree; returns
     the root tree id."""
-    oids = _git(repo, "hash-object", "-w", "--no-filters", "--", *[str(root / f) for f in files])
+    oids = _git(
+        repo,
+        *_BLOB_CONFIG,
+        "hash-object",
+        "-w",
+        "--no-filters",
+        "--",
+        *[str(root / f) for f in files],
+    )
     pairs = list(zip(files, oids.split(), strict=True))
     for name, data in (extra or {}).items():
         pairs.append((name, _git(repo, "hash-object", "-w", "--stdin", input=data).strip()))
