@@ -16,12 +16,26 @@ def test_paper_suite_plans_without_network(tmp_path):
     # every checkpoint published, one upload job per training segment (not one a checkpoint)
     uploads = {r: n for r, n in counts.items() if r.startswith("upload_")}
     assert set(uploads.values()) == {1} and len(uploads) < 2 * 16 * 154 / 4  # a rule per variant
-    assert "upload_70m_deduped_0_10000" in uploads and "upload_70m_0_10000" in uploads
-    # zero-shot grid + five-shot grid: the 13 zero-shot steps 0..3000 of the first training
-    # segment in one job, every later checkpoint (its own segment) alone
+    # 70m trains in one job (training.hours_per_segment), so it uploads in one
+    assert "upload_70m_deduped_0_143000" in uploads and "upload_70m_0_143000" in uploads
+    # zero-shot grid + five-shot grid: at most 16 checkpoints of one training segment a job
+    paper = SuiteConfig.from_dict(load_config("config/pythia.yaml"))
+    expected = 0
+    for size in paper.models:
+        for shots in (0, 5):
+            steps = paper.eval_steps(shots)
+            for seg in paper.segments(size):
+                n = sum(1 for s in steps if max(seg.start, -1) < s <= seg.end)
+                expected += math.ceil(n / 16)
     suite_evals = [r for r in counts if r.startswith("evaluate_") and "intervention" not in r]
-    assert sum(counts[r] for r in suite_evals) == 16 * (27 - 13 + 1 + 15)
+    assert sum(counts[r] for r in suite_evals) == 2 * expected
+    # 12b's first segment (to 7000) writes the 13 zero-shot steps 0..3000: one job per variant
     assert counts["evaluate_12b_0shot_0_3000"] == 2
+    # 70m's one segment writes all 27 zero-shot checkpoints: two jobs of at most 16
+    assert {r: n for r, n in counts.items() if r.startswith("evaluate_70m_0shot")} == {
+        "evaluate_70m_0shot_0_33000": 2,
+        "evaluate_70m_0shot_43000_143000": 2,
+    }
     # the paper's five interventions (70m, 410m, 1.4b, 6.9b at 7%; 1.4b at 21%), both arms
     arms = [r for r in counts if r.startswith("intervention_") and r != "intervention_table"]
     assert sum(counts[r] for r in arms) == 5 and counts["intervention_table"] == 1
@@ -110,8 +124,18 @@ def test_paper_config_plans_the_figures_and_table_4(tmp_path):
         "--configfile",
         "config/pythia.yaml",
     )
-    # 8 deduped models x 6 checkpoints (13000..143000 every 26000), one GPU job each
-    assert sum(n for r, n in counts.items() if r.startswith("term_frequency_eval_")) == 48
+    # 8 deduped models x 6 checkpoints (13000..143000 every 26000): a GPU job for the ones each
+    # training segment writes (70m: one segment, one job; 160m: three; the others: six)
+    paper = SuiteConfig.from_dict(load_config("config/pythia.yaml"))
+    steps = range(13000, 143001, 26000)
+    expected = sum(
+        1
+        for size in paper.models
+        for seg in paper.segments(size)
+        if any(seg.start < s <= seg.end for s in steps)
+    )
+    assert expected == 1 + 3 + 6 * 6
+    assert sum(n for r, n in counts.items() if r.startswith("term_frequency_eval_")) == expected
     for rule, n in [
         ("term_frequency_tasks", 1),
         ("term_frequency_counts", 1),

@@ -63,13 +63,15 @@ def test_plan_covers_every_gpu_job_with_dag_rule_names(paper_jobs, paper, paper_
     train = [j for j in jobs if j["stage"] == "train"]
     # one row per (variant, segment) with the DAG's rule names
     assert len(train) == 2 * sum(len(paper.segments(s)) for s in paper.models)
-    assert {j["rule"] for j in train} >= {"train_12b_0_5000", "train_70m_deduped_0_10000"}
+    # segments sized by training.hours_per_segment: 70m in one job, 12b in 21 of 7000 steps
+    assert {j["rule"] for j in train} >= {"train_12b_0_7000", "train_70m_deduped_0_143000"}
     assert not any(j["rule"].startswith("init_") for j in train)  # in the first segments
     uploads = [j for j in jobs if j["stage"] == "upload"]  # one a training segment
     assert len(uploads) == len(SuiteJobs.from_config(paper_raw).uploads) < 2 * 16 * 154 / 4
-    # one job for the 13 zero-shot steps of the first segment (0..3000), then one per segment
-    assert len([j for j in jobs if j["stage"] == "eval_0shot"]) == 16 * (27 - 13 + 1)
-    assert len([j for j in jobs if j["stage"] == "eval_5shot"]) == 16 * 15
+    # a job holds at most 16 checkpoints of one training segment (written together)
+    for shots in (0, 5):
+        expected = sum(math.ceil(n / 16) for n in eval_steps_per_segment(paper, shots) if n)
+        assert len([j for j in jobs if j["stage"] == f"eval_{shots}shot"]) == 2 * expected
     t12 = [j for j in train if j["size"] == "12b" and j["variant"] == "standard"]
     assert {(j["gpus"], j["nodes"]) for j in t12 if j["last_step"] > 0} == {(256, 32)}
     # the segments add up to 6 N D over all 143,000 steps
@@ -77,6 +79,61 @@ def test_plan_covers_every_gpu_job_with_dag_rule_names(paper_jobs, paper, paper_
     assert sum(j["flops"] for j in t12) == pytest.approx(6 * n * 143_000 * 2_097_152)
     # storage: every checkpoint's fp16 weights at least
     assert sum(j["storage_bytes"] for j in t12) > 154 * 2 * n
+
+
+def eval_steps_per_segment(suite: SuiteConfig, shots: int) -> list[int]:
+    """How many of the `shots` eval steps each training segment of each model writes."""
+    steps = suite.eval_steps(shots)
+    return [
+        sum(1 for s in steps if max(seg.start, -1) < s <= seg.end)
+        for size in suite.models
+        for seg in suite.segments(size)
+    ]
+
+
+def test_training_segments_fit_hours_per_segment(paper, paper_jobs):
+    """training.hours_per_segment: 16 cuts every size's run into the fewest equal jobs of at
+    most 16 hours of the time model, whatever its GPUs (Slurm runtime = 16 h x 1.5 margin)."""
+    compute = paper.raw["compute"]
+    assert paper.raw["training"]["hours_per_segment"] == 16
+    for size, spec in paper.models.items():
+        segs = paper.segments(size)
+        hours = [
+            gpu_hours(
+                training_flops(model_params(paper, spec), 2_097_152 * (s.end - max(s.start, 0))),
+                compute,
+            )
+            / (spec.gpus * spec.nodes)
+            for s in segs
+        ]
+        assert max(hours) <= 16, (size, hours)
+        # no more jobs than the run needs, allowing for segments ending on 1000-step checkpoints
+        total = sum(hours)
+        assert len(segs) <= math.ceil(total / (16 - 1000 * total / 143_000)) + 1, (size, hours)
+        assert [s.end for s in segs][-1] == 143_000
+    assert len(paper.segments("70m")) == 1 and len(paper.segments("12b")) == 21
+    train = [j for j in paper_jobs if j["stage"] == "train"]
+    assert max(j["gpu_hours"] / j["gpus"] for j in train) <= 16
+    assert (
+        max(
+            train_resources(paper, paper.models[j["size"]], j["first_step"], j["last_step"])[
+                "runtime"
+            ]
+            for j in train
+        )
+        <= 16 * 1.5 * 60
+    )
+
+
+def test_hours_per_segment_too_short_for_a_checkpoint_gap(paper_raw):
+    raw = copy.deepcopy(paper_raw)
+    raw["training"]["hours_per_segment"] = 0.5
+    with pytest.raises(ConfigError, match=r"hours_per_segment: 0.5 h is less than 410m takes"):
+        SuiteConfig.from_dict(raw)
+    # models on CPU keep segment_steps
+    raw = copy.deepcopy(paper_raw)
+    raw["models"]["70m"].update(gpus=0, nodes=1, segment_steps=50000)
+    assert [s.end for s in SuiteConfig.from_dict(raw).segments("70m")] == [50000, 100000, 143000]
 
 
 def test_plan_summary_against_the_paper(paper_raw, paper_jobs):

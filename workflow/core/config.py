@@ -249,7 +249,7 @@ class SuiteConfig:
                 model_parallel=m["model_parallel"],
                 segment_steps=m["segment_steps"],
             )
-        return cls(
+        suite = cls(
             run=cfg["run"],
             results_dir=cfg["results_dir"],
             variants=tuple(cfg["variants"]),
@@ -257,6 +257,20 @@ class SuiteConfig:
             models=models,
             raw=cfg,
         )
+        return suite._timed_segments(t.get("hours_per_segment"))
+
+    def _timed_segments(self, hours: float | None) -> SuiteConfig:
+        """This suite with the segment_steps of its GPU-trained models derived from
+        training.hours_per_segment (the plan's time model), if set."""
+        if not hours or not any(m.gpus for m in self.models.values()):
+            return self
+        from workflow.plan.resources import segment_steps_for_hours  # the time model
+
+        for name, spec in self.models.items():
+            if spec.gpus:
+                steps = segment_steps_for_hours(self, spec, hours)
+                self.models[name] = dataclasses.replace(spec, segment_steps=steps)
+        return self
 
     def segments(self, size: str) -> list[Segment]:
         """Training jobs of `size`: the suite's schedule, plus, for each intervention on this

@@ -66,6 +66,29 @@ def segment_tokens(suite: SuiteConfig, first_step: int, last_step: int) -> int:
     return max(last_step - max(first_step, 0), 0) * suite.training.tokens_per_step
 
 
+def segment_steps_for_hours(suite: SuiteConfig, spec: ModelSpec, hours: float) -> int:
+    """Steps per training segment of `spec` (trained on GPUs) so that every segment takes at most
+    `hours` of wall time at `compute.mfu` on its gpus x nodes: the run cut into the fewest equal
+    segments that fit, less the widest gap between scheduled checkpoints (a segment ends on the
+    first scheduled step at least this many steps after its start, so it may run up to one gap
+    longer)."""
+    compute = suite.raw["compute"]
+    step_flops = training_flops(model_params(suite, spec), suite.training.tokens_per_step)
+    step_hours = gpu_hours(step_flops, compute) / (spec.gpus * spec.nodes)
+    schedule = sorted(set(suite.training.schedule))
+    gap = max((b - a for a, b in zip(schedule, schedule[1:], strict=False)), default=1)
+    fit = math.floor(hours / step_hours) - gap
+    if fit < 1:
+        raise ConfigError(
+            f"training.hours_per_segment: {hours} h is less than {spec.name} takes for "
+            f"{gap + 1} steps (its widest checkpoint gap + 1: {step_hours * (gap + 1):.2f} h at "
+            f"compute.mfu {compute['mfu']} on {spec.gpus * spec.nodes} GPUs); raise it or "
+            "checkpoint more often"
+        )
+    jobs = math.ceil(suite.training.train_iters / fit)
+    return max(1, suite.training.train_iters // jobs)
+
+
 def runtime_minutes(hours_of_gpus: float, gpus: int, compute: Mapping[str, Any]) -> int:
     """Wall minutes to ask for: the estimate spread over the job's GPUs, times a margin."""
     if gpus <= 0:
