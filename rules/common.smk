@@ -115,4 +115,7 @@ def memorization_resources(wc):
 def _shard_resources(step, size, part):
     rows = JOBS.memorization.spec(step, size).shard_size(part)
     model = SUITE.models[size]
-    return forward_resources(SUITE, model, memorization_flops(SUITE, model, rows))
+    flops = memorization_flops(SUITE, model, rows)
+    return forward_resources(
+        SUITE, model, flops, gpus=config["memorization"]["gpus_per_job"]
+    )

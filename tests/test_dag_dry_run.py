@@ -98,13 +98,14 @@ def test_paper_suite_plans_memorization_and_fig3(tmp_path):
         "results/pythia/figures/memorization_qq_12b_step143000.pdf",
     )
     # 16 models x steps 23000..143000 (every 20000) x ceil(step*1024 / rows) shards, rows = what
-    # the model scores in memorization.hours_per_job (16 GPU-hours at 25% of 312 TFLOP/s)
+    # the model scores in memorization.hours_per_job on gpus_per_job GPUs (16 h x 8 GPUs at 25%
+    # of 312 TFLOP/s)
     suite = SuiteConfig.from_dict(load_config("config/pythia.yaml"))
     shards = 0
     for spec in suite.models.values():
-        rows = math.floor(16 * 3600 * 0.25 * 312e12 / (2 * model_params(suite, spec) * 64))
+        rows = math.floor(8 * 16 * 3600 * 0.25 * 312e12 / (2 * model_params(suite, spec) * 64))
         shards += 2 * sum(math.ceil(s * 1024 / rows) for s in range(23000, 143001, 20000))
-    assert counts["memorization_scores"] == shards == 888
+    assert counts["memorization_scores"] == shards == 184
     assert counts["memorization_gather"] == 16 * 7
     assert counts["fig_memorization_qq"] == counts["memorization_table"] == 1
 

@@ -12,7 +12,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import torch  # noqa: E402
 
 from workflow.core.logs import log_to  # noqa: E402
-from workflow.studies.memorization.scores import score_shard  # noqa: E402
+from workflow.studies.memorization.scores import score_shard, scoring_devices  # noqa: E402
 
 sm = snakemake  # noqa: F821
 with log_to(sm.log[0]) as log:
@@ -27,6 +27,7 @@ with log_to(sm.log[0]) as log:
         sm.output[0],
         batch_size=mem["batch_size"],
         suppress_eod=mem["suppress_eod"],
+        devices=scoring_devices(mem["gpus_per_job"]),
         dtype=mem["dtype"],
         log=log,
     )

@@ -343,19 +343,26 @@ def test_plan_has_the_case_studies_jobs(paper_jobs):
 
 
 def test_memorization_shards_fit_one_time_limit_at_every_size(paper, paper_jobs):
-    """memorization.hours_per_job: 16 sizes the shards by the time model: each at most 16
-    GPU-hours at the plan's MFU, asking Slurm for at most 24 h (x 1.5) and one GPU, so a 70m
-    checkpoint is one job and 12b's rows split into as many as its parameters need."""
+    """memorization.hours_per_job: 16 and gpus_per_job: 8 size the shards by the time model:
+    each at most 16 hours on a node's 8 GPUs at the plan's MFU, asking Slurm for at most 24 h
+    (x 1.5) and 8 GPUs, so a 70m checkpoint is one job and 12b's rows split into as many as its
+    parameters need."""
     shards = [j for j in paper_jobs if j["stage"] == "memorization"]
-    assert max(j["gpu_hours"] for j in shards) <= 16
+    assert {j["gpus"] for j in shards} == {8}
+    assert max(j["gpu_hours"] / j["gpus"] for j in shards) <= 16
     per_size = Counter(j["size"] for j in shards)
     steps = range(23000, 143001, 20000)
     assert per_size["70m"] == 2 * len(steps)  # one shard per checkpoint and variant
     n = model_params(paper, paper.models["12b"])
-    rows = math.floor(16 * 3600 * 0.25 * 312e12 / (2 * n * 64))  # 64 = k + l tokens per row
+    rows = math.floor(8 * 16 * 3600 * 0.25 * 312e12 / (2 * n * 64))  # 64 = k + l tokens per row
     assert per_size["12b"] == 2 * sum(math.ceil(s * 1024 / rows) for s in steps)
-    assert per_size["12b"] > 20 * per_size["70m"]
+    assert per_size["12b"] == 2 * (1 + 2 + 3 + 4 + 5 + 6 + 7)  # 7 jobs at step 143000
     spec = paper.models["12b"]
-    res = forward_resources(paper, spec, memorization_flops(paper, spec, rows))
-    assert 16 * 60 <= res["runtime"] <= 24 * 60 and (res["gpu"], res["tasks_per_gpu"]) == (1, 0)
-    assert res["cpus_per_task"] == 8 and res["mem_mb"] == 60000
+    res = forward_resources(paper, spec, memorization_flops(paper, spec, rows), gpus=8)
+    assert 16 * 60 <= res["runtime"] <= 24 * 60 and (res["gpu"], res["tasks_per_gpu"]) == (8, 0)
+    assert res["cpus_per_task"] == 64 and res["mem_mb"] == 8 * 60000
+    # more GPUs than a node has: refused with the config
+    raw = copy.deepcopy(paper.raw)
+    raw["memorization"]["gpus_per_job"] = 16
+    with pytest.raises(ConfigError, match=r"memorization.gpus_per_job: 16 GPUs, but a node has 8"):
+        validate_config(raw)

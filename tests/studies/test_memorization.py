@@ -162,12 +162,36 @@ def test_score_shard_writes_index_and_score(tmp_path):
     paths = []
     for part in range(spec.num_jobs):
         paths.append(tmp_path / f"part{part}.parquet")
-        score_shard(ckpt, prefix, spec, part, [0, 2, 4], paths[-1], batch_size=7, device="cpu")
+        score_shard(ckpt, prefix, spec, part, [0, 2, 4], paths[-1], batch_size=7, devices=["cpu"])
     table = gather_shards(paths[::-1])
     assert list(table.columns) == ["index", "score"]
     np.testing.assert_array_equal(table["index"], np.arange(32))  # rows seen by step 4
     direct = memorization_scores(model, data[:32], 8, 8, batch_size=32, suppress_token=0)
     np.testing.assert_allclose(table["score"], direct)
+
+
+def test_a_shard_on_several_devices_scores_slices_in_processes(tmp_path):
+    """memorization.gpus_per_job: one process per device, each a contiguous slice (here two on
+    the CPU, as a node's GPUs would), the same scores in the same order as one process; a
+    strided shard (max_samples) slices its strided rows."""
+    prefix, data = _samples(tmp_path, rows=40)
+    model = tiny_model(seed=5)
+    ckpt = _checkpoint(tmp_path, model)
+    spec = MemorizationSpec(
+        step=4, global_batch_size=8, prompt_tokens=8, continuation_tokens=8, max_samples=11
+    )
+    one, two = tmp_path / "one.parquet", tmp_path / "two.parquet"
+    score_shard(ckpt, prefix, spec, 0, [0, 2, 4], one, batch_size=4, devices=["cpu"])
+    summary = score_shard(
+        ckpt, prefix, spec, 0, [0, 2, 4], two, batch_size=4, devices=["cpu", "cpu"]
+    )
+    a, b = gather_shards([one]), gather_shards([two])
+    np.testing.assert_array_equal(b["index"], np.arange(0, 32, 3))  # stride 3: 11 rows
+    np.testing.assert_array_equal(a["index"], b["index"])
+    np.testing.assert_array_equal(a["score"], b["score"])
+    direct = memorization_scores(model, data[0:32:3], 8, 8, batch_size=11, suppress_token=0)
+    np.testing.assert_allclose(b["score"], direct)
+    assert summary["samples"] == 11
 
 
 def test_step_beyond_the_data_is_refused_before_any_work(tmp_path):

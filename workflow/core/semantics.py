@@ -172,4 +172,10 @@ def _memorization_problems(config: Config) -> list[str]:
     fig = mem.get("figure_size")
     if fig is not None and fig not in (mem.get("sizes") or config["models"]):
         problems.append(f"memorization.figure_size: {fig!r} is not a scored model")
+    node_gpus = ((config.get("compute") or {}).get("node") or {}).get("gpus")
+    if node_gpus and mem.get("gpus_per_job", 1) > node_gpus:
+        problems.append(
+            f"memorization.gpus_per_job: {mem['gpus_per_job']} GPUs, but a node has "
+            f"{node_gpus} (compute.node.gpus); a shard job runs on one node"
+        )
     return problems

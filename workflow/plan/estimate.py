@@ -102,12 +102,13 @@ def forward_job(
     flops: float,
     compute: Mapping[str, Any],
     memory=None,
+    gpus: int = 1,
     **kw,
 ) -> dict:
-    """A forward-only job (evaluation, memorization scoring): one GPU (one rank, dp = tp = 1)
-    for a model trained on GPUs, none for a CPU suite's; `memory` = its estimated peak
-    (workflow/plan/memory.py)."""
-    gpus = 1 if spec.gpus else 0
+    """A forward-only job (evaluation, memorization scoring): `gpus` GPUs of one node (a
+    process each, dp = tp = 1) for a model trained on GPUs, none for a CPU suite's; `memory` =
+    its estimated peak per GPU (workflow/plan/memory.py)."""
+    gpus = gpus if spec.gpus else 0
     hours = gpu_hours(flops, compute) if gpus else 0.0
     if gpus and memory is not None:
         kw["gpu_mem_gb"] = _gb(memory.total)
@@ -238,8 +239,8 @@ def eval_jobs(jobs: SuiteJobs) -> Iterator[dict]:
 @stage_estimator
 def memorization_jobs(jobs: SuiteJobs) -> Iterator[dict]:
     """Memorization scoring: each shard runs the checkpoint forward over prompt + continuation
-    tokens of its samples (greedy decoding with a KV cache: one token per position), one GPU
-    when the suite trains on GPUs."""
+    tokens of its samples (greedy decoding with a KV cache: one token per position) on
+    `memorization.gpus_per_job` GPUs of one node when the suite trains on GPUs."""
     shards = jobs.memorization_shards()
     if not shards:
         return
@@ -259,6 +260,7 @@ def memorization_jobs(jobs: SuiteJobs) -> Iterator[dict]:
             flops=flops,
             compute=compute,
             memory=forward_job_memory(jobs.suite, "memorization", spec),
+            gpus=jobs.config["memorization"]["gpus_per_job"],
             storage_bytes=rows * 16,  # a score and an index per sample (parquet)
         )
 

@@ -126,20 +126,24 @@ def train_resources(
     return res
 
 
-def forward_resources(suite: SuiteConfig, spec: ModelSpec, flops: float) -> dict[str, Any]:
-    """A forward-only job of `spec` (evaluation, memorization scoring, term frequency): one GPU
-    when the suite trains on GPUs, its time limit from `flops`."""
+def forward_resources(
+    suite: SuiteConfig, spec: ModelSpec, flops: float, gpus: int = 1
+) -> dict[str, Any]:
+    """A forward-only job of `spec` (evaluation, memorization scoring, term frequency): `gpus`
+    GPUs of one node when the suite trains on GPUs (none otherwise), its time limit from `flops`
+    spread over them."""
     compute = suite.raw["compute"]
+    gpus = gpus if spec.gpus else 0
     res: dict[str, Any] = {
-        "runtime": runtime_minutes(gpu_hours(flops, compute), 1 if spec.gpus else 0, compute),
+        "runtime": runtime_minutes(gpu_hours(flops, compute), gpus, compute),
         "mem_mb": 4000,  # on CPU: a tiny model, its data and the harness
     }
-    if spec.gpus:
+    if gpus:
         res.update(
-            gpu=1,
+            gpu=gpus,
             tasks_per_gpu=0,
-            cpus_per_task=compute["cpus_per_gpu"],
-            mem_mb=compute["mem_mb_per_gpu"],
+            cpus_per_task=gpus * compute["cpus_per_gpu"],
+            mem_mb=gpus * compute["mem_mb_per_gpu"],
         )
     return res
 
@@ -162,16 +166,18 @@ def memorization_flops(suite: SuiteConfig, spec: ModelSpec, rows: int) -> float:
 
 def memorization_rows_per_job(suite: SuiteConfig) -> dict[str, int | None]:
     """Rows per memorization shard of each size: at most `memorization.samples_per_job` and, for
-    a model trained on GPUs, at most what it scores in `memorization.hours_per_job` GPU hours at
-    `compute.mfu`, so every shard fits one time limit (hours x runtime_margin) whatever the
-    size; None when neither bounds it (one shard per checkpoint)."""
+    a model trained on GPUs, at most what its `memorization.gpus_per_job` GPUs score in
+    `memorization.hours_per_job` hours at `compute.mfu`, so every shard fits one time limit
+    (hours x runtime_margin) whatever the size; None when neither bounds it (one shard per
+    checkpoint)."""
     mem, compute = suite.raw["memorization"], suite.raw["compute"]
     rows: dict[str, int | None] = {}
     for size, spec in suite.models.items():
         caps = [mem["samples_per_job"]] if mem["samples_per_job"] else []
         if spec.gpus and mem.get("hours_per_job"):
             per_row = gpu_hours(memorization_flops(suite, spec, 1), compute)
-            caps.append(max(1, math.floor(mem["hours_per_job"] / per_row)))
+            gpu_hours_per_job = mem["hours_per_job"] * mem["gpus_per_job"]
+            caps.append(max(1, math.floor(gpu_hours_per_job / per_row)))
         rows[size] = min(caps, default=None)
     return rows
 

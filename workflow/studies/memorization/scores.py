@@ -16,9 +16,11 @@ per sequence is not (bench/memorization.py).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -115,6 +117,16 @@ def load_model(checkpoint: str | os.PathLike, device: str = "cpu", dtype: str = 
     return model.to(device).eval()
 
 
+def scoring_devices(gpus: int = 1) -> list[str]:
+    """Where a shard job scores: up to `gpus` visible CUDA devices (one process each), else
+    the CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return [f"cuda:{i}" for i in range(max(1, min(gpus, torch.cuda.device_count())))]
+    return ["cpu"]
+
+
 def score_shard(
     checkpoint: str | os.PathLike,
     samples_prefix: str | os.PathLike,
@@ -124,46 +136,46 @@ def score_shard(
     out_path: str | os.PathLike,
     batch_size: int = 256,
     suppress_eod: bool = True,
-    device: str | None = None,
+    devices: Sequence[str] | None = None,
     dtype: str = "auto",
     log=None,
 ) -> dict:
     """Score shard `part` of a checkpoint's seen samples; write parquet (index, score).
 
     All checks (probe fits the rows, step scheduled and within the data, shard exists,
-    checkpoint loadable) run before the model is loaded.
+    checkpoint loadable) run before the model is loaded. With several `devices` (the GPUs of
+    a node: memorization.gpus_per_job) each scores a contiguous slice of the shard in its own
+    process, as Pythia's runs gave each MPI rank a slice; the scores are the slices' in order.
     """
     import pandas as pd
-    import torch
 
     ds = MMapIndexedDataset(samples_prefix)
     row_length = int(ds.sizes[0]) if len(ds) else 0
     check_probe(spec.prompt_tokens, spec.continuation_tokens, row_length, str(ds.bin_path))
     check_step(spec, schedule, len(ds), str(ds.bin_path))
     rows_idx = spec.shard_rows(part)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_model(checkpoint, device, dtype)
-    eod = model.config.eos_token_id if suppress_eod else None
-    width = spec.prompt_tokens + spec.continuation_tokens
-    # a view of the memory-mapped file: each batch reads only its rows' first k + l tokens
-    rows = (
-        ds.get_rows(int(rows_idx[0]), int(rows_idx[-1]) + 1)[:: spec.stride, :width]
-        if len(rows_idx)
-        else np.empty((0, width), dtype=np.int64)
-    )
-    bar = _progress(len(rows), f"memorization step{spec.step} part{part}")
-    scores = memorization_scores(
-        model,
-        rows,
-        spec.prompt_tokens,
-        spec.continuation_tokens,
-        batch_size,
-        eod,
-        device,
-        bar.update if bar else None,
-    )
-    if bar:
-        bar.close()
+    check_checkpoint(checkpoint)
+    devices = list(devices or scoring_devices())
+    slices = [s for s in np.array_split(np.arange(len(rows_idx)), len(devices)) if len(s)]
+    jobs = [
+        _Slice(
+            str(checkpoint),
+            str(samples_prefix),
+            int(rows_idx[s[0]]),
+            len(s),
+            spec,
+            batch_size,
+            suppress_eod,
+            device,
+            dtype,
+            f"memorization step{spec.step} part{part}",
+        )
+        for s, device in zip(slices, devices, strict=False)
+    ]
+    if len(jobs) > 1:
+        scores = np.concatenate(_score_in_processes(jobs))
+    else:
+        scores = _score_slice(jobs[0]) if jobs else np.empty(0, dtype=np.float32)
     table = pd.DataFrame({"index": rows_idx, "score": scores})
     write_table(table, out_path)
     summary = {
@@ -172,8 +184,68 @@ def score_shard(
         "mean_score": float(table["score"].mean()) if len(table) else math.nan,
     }
     if log is not None:
-        log.info("%s: %s", out_path, summary)
+        log.info("%s: %s (%d process(es): %s)", out_path, summary, len(jobs), devices[: len(jobs)])
     return summary
+
+
+@dataclass(frozen=True)
+class _Slice:
+    """Rows [first, first + count·stride) by stride of a shard, scored on one device."""
+
+    checkpoint: str
+    samples_prefix: str
+    first: int
+    count: int
+    spec: MemorizationSpec
+    batch_size: int
+    suppress_eod: bool
+    device: str
+    dtype: str
+    desc: str
+    threads: int | None = None
+
+
+def _score_slice(job: _Slice) -> np.ndarray:
+    import torch
+
+    if job.threads:
+        torch.set_num_threads(job.threads)
+    spec = job.spec
+    width = spec.prompt_tokens + spec.continuation_tokens
+    # a view of the memory-mapped file: each batch reads only its rows' first k + l tokens
+    last = job.first + (job.count - 1) * spec.stride + 1
+    rows = MMapIndexedDataset(job.samples_prefix).get_rows(job.first, last)[:: spec.stride, :width]
+    model = load_model(job.checkpoint, job.device, job.dtype)
+    eod = model.config.eos_token_id if job.suppress_eod else None
+    bar = _progress(len(rows), job.desc)
+    scores = memorization_scores(
+        model,
+        rows,
+        spec.prompt_tokens,
+        spec.continuation_tokens,
+        job.batch_size,
+        eod,
+        job.device,
+        bar.update if bar else None,
+    )
+    if bar:
+        bar.close()
+    return scores
+
+
+def _score_in_processes(jobs: list[_Slice]) -> list[np.ndarray]:
+    """Each slice in a spawned process of its own (CUDA cannot be forked), the CPU's threads
+    shared out among them."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import torch
+
+    threads = max(1, torch.get_num_threads() // len(jobs))
+    jobs = [dataclasses.replace(j, threads=threads) for j in jobs]
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=len(jobs), mp_context=ctx) as pool:
+        return list(pool.map(_score_slice, jobs))
 
 
 def _progress(total: int, desc: str):
