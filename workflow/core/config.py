@@ -19,6 +19,12 @@ from typing import Any
 
 import yaml
 
+from workflow.core.compute import (
+    config_vocab_size,
+    gpu_hours,
+    segment_steps_for_hours,
+    training_flops,
+)
 from workflow.core.schedule import (
     InterventionRun,
     Segment,
@@ -261,15 +267,19 @@ class SuiteConfig:
 
     def _timed_segments(self, hours: float | None) -> SuiteConfig:
         """This suite with the segment_steps of its GPU-trained models derived from
-        training.hours_per_segment (the plan's time model), if set."""
-        if not hours or not any(m.gpus for m in self.models.values()):
+        training.hours_per_segment (the time model: 6·N·D at compute.mfu), if set."""
+        if not hours:
             return self
-        from workflow.plan.resources import segment_steps_for_hours  # the time model
-
+        vocab = config_vocab_size(self.raw)
+        t = self.training
         for name, spec in self.models.items():
-            if spec.gpus:
-                steps = segment_steps_for_hours(self, spec, hours)
-                self.models[name] = dataclasses.replace(spec, segment_steps=steps)
+            if not spec.gpus:
+                continue
+            padded = padded_vocab_size(vocab, t.make_vocab_size_divisible_by, spec.model_parallel)
+            flops = training_flops(spec.total_params(padded), t.tokens_per_step)
+            step_hours = gpu_hours(flops, self.raw["compute"]) / (spec.gpus * spec.nodes)
+            steps = segment_steps_for_hours(step_hours, t.train_iters, t.schedule, hours, name)
+            self.models[name] = dataclasses.replace(spec, segment_steps=steps)
         return self
 
     def segments(self, size: str) -> list[Segment]:

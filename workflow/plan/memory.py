@@ -39,15 +39,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from workflow.core.compute import NEOX_VOCAB, config_vocab_size  # noqa: F401 (NEOX_VOCAB: re-exported)
+
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 GIB = 1024**3
-# GPT-NeoX-20B's tokenizer (reference §3.1): the vocabulary of a `pretrained` tokenizer.
-NEOX_VOCAB = 50277
 
 
 def vocab_size(suite) -> int:
-    tok = suite.raw["data"]["tokenizer"]
-    return NEOX_VOCAB if tok["kind"] == "pretrained" else tok["vocab_size"]
+    return config_vocab_size(suite.raw)
 
 
 # CUDA context + cuBLAS/flash workspaces + fragmentation of PyTorch's caching allocator: a fixed

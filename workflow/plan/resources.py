@@ -25,12 +25,18 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from workflow.core.compute import (  # noqa: F401 (re-exported: the plan and tests name them here)
+    NEOX_VOCAB,
+    config_vocab_size,
+    forward_flops,
+    gpu_hours,
+    training_flops,
+)
 from workflow.core.config import ConfigError, ModelSpec, SuiteConfig, padded_vocab_size
 from workflow.core.layout import Layout
 from workflow.data.jobs import DataJobs
 from workflow.plan.memory import (
     GIB,
-    NEOX_VOCAB,  # noqa: F401 (re-exported: the plan and tests name it here)
     fit_hints,
     forward_job_memory,
     suite_training_memory,
@@ -46,47 +52,9 @@ def model_params(suite: SuiteConfig, spec: ModelSpec) -> int:
     return spec.total_params(v)
 
 
-def training_flops(params: int, tokens: float) -> float:
-    """6·N·D: forward (2ND) and backward (4ND); activation recomputation is not counted (MFU,
-    not hardware utilization)."""
-    return 6.0 * params * tokens
-
-
-def forward_flops(params: int, tokens: float) -> float:
-    """2·N·D: one forward pass over `tokens` tokens (evaluation, memorization scoring)."""
-    return 2.0 * params * tokens
-
-
-def gpu_hours(flops: float, compute: Mapping[str, Any]) -> float:
-    return flops / (compute["mfu"] * compute["gpu_peak_tflops"] * 1e12) / 3600.0
-
-
 def segment_tokens(suite: SuiteConfig, first_step: int, last_step: int) -> int:
     """Tokens a training job processes: steps (first, last] of the global batch."""
     return max(last_step - max(first_step, 0), 0) * suite.training.tokens_per_step
-
-
-def segment_steps_for_hours(suite: SuiteConfig, spec: ModelSpec, hours: float) -> int:
-    """Steps per training segment of `spec` (trained on GPUs) so that every segment takes at most
-    `hours` of wall time at `compute.mfu` on its gpus x nodes: the run cut into the fewest equal
-    segments that fit, less the widest gap between scheduled checkpoints (a segment ends on the
-    first scheduled step at least this many steps after its start, so it may run up to one gap
-    longer)."""
-    compute = suite.raw["compute"]
-    step_flops = training_flops(model_params(suite, spec), suite.training.tokens_per_step)
-    step_hours = gpu_hours(step_flops, compute) / (spec.gpus * spec.nodes)
-    schedule = sorted(set(suite.training.schedule))
-    gap = max((b - a for a, b in zip(schedule, schedule[1:], strict=False)), default=1)
-    fit = math.floor(hours / step_hours) - gap
-    if fit < 1:
-        raise ConfigError(
-            f"training.hours_per_segment: {hours} h is less than {spec.name} takes for "
-            f"{gap + 1} steps (its widest checkpoint gap + 1: {step_hours * (gap + 1):.2f} h at "
-            f"compute.mfu {compute['mfu']} on {spec.gpus * spec.nodes} GPUs); raise it or "
-            "checkpoint more often"
-        )
-    jobs = math.ceil(suite.training.train_iters / fit)
-    return max(1, suite.training.train_iters // jobs)
 
 
 def runtime_minutes(hours_of_gpus: float, gpus: int, compute: Mapping[str, Any]) -> int:
