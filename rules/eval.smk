@@ -74,7 +74,7 @@ rule check_eval_tasks:
 
 # One job evaluates several checkpoints of one model (eval.steps_per_job, within one training
 # segment): the process start, imports and task loading are paid once; every checkpoint keeps
-# its own JSON target. The chunks
+# its own JSON target. A rule per variant and chunk, its outputs literal paths. The chunks
 # and their rule names: workflow/plan/jobs.py (SuiteJobs.evals), also the plan's.
 for _job in JOBS.evals:
 
@@ -82,7 +82,7 @@ for _job in JOBS.evals:
         name:
             _job.rule
         input:
-            checkpoints=[checkpoint_dir("{variant}", _job.size, s) for s in _job.steps],
+            checkpoints=_job.checkpoints(),
             task=(
                 run_path("evals", "tasks", f"{CLOZE_TASK}.yaml")
                 if CLOZE_TASK in config["eval"]["tasks"]
@@ -103,7 +103,7 @@ for _job in JOBS.evals:
             run_path(
                 "logs",
                 "evals",
-                "{variant}",
+                _job.variant,
                 _job.size,
                 f"{_job.shots}shot_steps{_job.steps[0]}-{_job.steps[-1]}.log",
             ),

@@ -30,11 +30,11 @@ def test_paper_suite_plans_without_network(tmp_path):
     suite_evals = [r for r in counts if r.startswith("evaluate_") and "intervention" not in r]
     assert sum(counts[r] for r in suite_evals) == 2 * expected
     # 12b's first segment (to 7000) writes the 13 zero-shot steps 0..3000: one job per variant
-    assert counts["evaluate_12b_0shot_0_3000"] == 2
+    assert counts["evaluate_12b_0shot_0_3000"] == counts["evaluate_12b_deduped_0shot_0_3000"] == 1
     # 70m's one segment writes all 27 zero-shot checkpoints: two jobs of at most 16
     assert {r: n for r, n in counts.items() if r.startswith("evaluate_70m_0shot")} == {
-        "evaluate_70m_0shot_0_33000": 2,
-        "evaluate_70m_0shot_43000_143000": 2,
+        "evaluate_70m_0shot_0_33000": 1,
+        "evaluate_70m_0shot_43000_143000": 1,
     }
     # the paper's five interventions (70m, 410m, 1.4b, 6.9b at 7%; 1.4b at 21%), both arms
     arms = [r for r in counts if r.startswith("intervention_") and r != "intervention_table"]

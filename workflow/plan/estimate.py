@@ -207,7 +207,7 @@ def eval_jobs(jobs: SuiteJobs) -> Iterator[dict]:
         for size, spec in suite.models.items():
             n = model_params(suite, spec)
             fetched = set()
-            for ev in (j for j in jobs.evals if j.size == size):
+            for ev in (j for j in jobs.evals if (j.variant, j.size) == (variant, size)):
                 flops = forward_flops(n, eval_tokens(suite, ev.shots) * len(ev.steps))
                 yield forward_job(
                     ev.rule,

@@ -87,20 +87,27 @@ class UploadJob:
 
 @dataclass(frozen=True)
 class EvalJob:
-    """lm-eval over `steps` of one model with `shots` examples (rules/eval.smk), for every
-    variant; one result JSON per checkpoint."""
+    """lm-eval over `steps` of one model of `variant` with `shots` examples (rules/eval.smk); one
+    result JSON per checkpoint. A rule per variant with literal outputs, as the training rules:
+    a wildcard `{variant}` made Snakemake test every eval rule's outputs against each eval JSON
+    it looked up (the long table alone asks for 1,344 in the paper's dry run)."""
 
     size: str
     shots: int
     steps: tuple[int, ...]
     layout: Layout = field(repr=False, compare=False)
+    variant: str = "standard"
 
     @property
     def rule(self) -> str:
-        return f"evaluate_{rule_tag(self.size)}_{self.shots}shot_{self.steps[0]}_{self.steps[-1]}"
+        tag = rule_tag(self.size, self.variant)
+        return f"evaluate_{tag}_{self.shots}shot_{self.steps[0]}_{self.steps[-1]}"
 
-    def outputs(self, variant="{variant}") -> list[str]:
-        return [self.layout.eval_result(variant, self.size, s, self.shots) for s in self.steps]
+    def checkpoints(self) -> list[str]:
+        return [self.layout.checkpoint(self.variant, self.size, s) for s in self.steps]
+
+    def outputs(self) -> list[str]:
+        return [self.layout.eval_result(self.variant, self.size, s, self.shots) for s in self.steps]
 
 
 @dataclass(frozen=True)

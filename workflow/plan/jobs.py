@@ -103,7 +103,8 @@ class SuiteJobs:
     @cached_property
     def evals(self) -> list[EvalJob]:
         return [
-            EvalJob(size, shots, chunk, self.layout)
+            EvalJob(size, shots, chunk, self.layout, variant)
+            for variant in self.variants
             for size in self.sizes
             for shots in self.config["eval"]["num_fewshot"]
             for chunk in self.chunks(size, self.suite.eval_steps(shots))
@@ -117,8 +118,8 @@ class SuiteJobs:
             for variant in self.variants
             for size in self.sizes
             for job in self.evals
-            if job.size == size and job.shots == shots
-            for out in job.outputs(variant)
+            if (job.variant, job.size, job.shots) == (variant, size, shots)
+            for out in job.outputs()
         ]
 
     @cached_property
