@@ -75,8 +75,10 @@ def test_paper_figure_from_published_checkpoints_plans_no_training(tmp_path):
     )
     # 16 models x 27 steps fetched from EleutherAI/pythia-*; 0-shot at all, 5-shot at 15
     assert counts["fetch_published"] == 16 * 27
-    # downloaded checkpoints are all there at once: 16 per job (eval.steps_per_job)
-    assert sum(n for r, n in counts.items() if r.startswith("evaluate_")) == 16 * (2 + 1)
+    # downloaded checkpoints are all there at once: 16 per job (eval.steps_per_job), and 12B's
+    # 15 five-shot ones in two (eval.hours_per_job: ~1.4 GPU-hours a checkpoint)
+    assert sum(n for r, n in counts.items() if r.startswith("evaluate_")) == 16 * (2 + 1) + 2
+    assert counts["evaluate_12b_5shot_3000_103000"] == counts["evaluate_12b_5shot_113000_143000"]
     rules = {"evaluate" if r.startswith("evaluate_") else r for r in counts}
     assert {r for r in rules if not r.endswith(":")} == {
         "fetch_published",

@@ -366,3 +366,28 @@ def test_memorization_shards_fit_one_time_limit_at_every_size(paper, paper_jobs)
     raw["memorization"]["gpus_per_job"] = 16
     with pytest.raises(ConfigError, match=r"memorization.gpus_per_job: 16 GPUs, but a node has 8"):
         validate_config(raw)
+
+
+def test_eval_jobs_fit_one_time_limit(paper_raw):
+    """eval.hours_per_job: 16 caps a job's checkpoints by the time model as well as by
+    steps_per_job: from published checkpoints (no training segments to split them) 12B's 15
+    five-shot checkpoints (~1.4 GPU-hours each) are two jobs (11 + 4), and no eval job asks
+    for more than 16 h x 1.5."""
+    assert paper_raw["eval"]["hours_per_job"] == 16
+    for extra in ({}, {"checkpoints": {"source": "published"}}):
+        jobs = SuiteJobs.from_config({**paper_raw, **extra})
+        for ev in jobs.evals:
+            res = eval_resources(jobs.suite, jobs.suite.models[ev.size], len(ev.steps), ev.shots)
+            assert res["runtime"] <= 16 * 1.5 * 60, (ev.rule, res)
+    five = [e.steps for e in jobs.evals if (e.variant, e.size, e.shots) == ("standard", "12b", 5)]
+    assert [len(s) for s in five] == [11, 4] and sum(five, ()) == tuple(range(3000, 143001, 10000))
+    small = [e for e in jobs.evals if (e.variant, e.size, e.shots) == ("standard", "70m", 5)]
+    assert len(small) == 1  # 15 checkpoints of 70m: one job
+    unbounded = {**paper_raw, "checkpoints": {"source": "published"}}
+    unbounded["eval"] = {**paper_raw["eval"], "hours_per_job": None}
+    five = [
+        e
+        for e in SuiteJobs.from_config(unbounded).evals
+        if (e.variant, e.size, e.shots) == ("standard", "12b", 5)
+    ]
+    assert len(five) == 1  # steps_per_job alone: one 15-checkpoint job

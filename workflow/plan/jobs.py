@@ -11,6 +11,7 @@ case studies' shard counts and task names), not in `workflow.core`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from functools import cached_property
 from typing import Any
@@ -28,7 +29,13 @@ from workflow.plan.job_kinds import (
     UploadJob,
     step_chunks,
 )
-from workflow.plan.resources import memorization_rows_per_job
+from workflow.plan.resources import (
+    eval_tokens,
+    forward_flops,
+    gpu_hours,
+    memorization_rows_per_job,
+    model_params,
+)
 from workflow.studies.memorization.plan import MemorizationPlan
 from workflow.studies.term_frequency.tasks import task_name as term_frequency_task
 
@@ -87,11 +94,23 @@ class SuiteJobs:
 
     # ------------------------------------------------------------------ evaluation
 
-    def chunks(self, size: str, steps: Iterable[int]) -> list[tuple[int, ...]]:
-        """`steps` of `size` in jobs of at most eval.steps_per_job, never across a training
-        segment: a segment's checkpoints appear together when its job ends, so a chunk spanning
-        two would wait a whole segment for its later half (a published suite: one group)."""
+    def chunks(
+        self, size: str, steps: Iterable[int], shots: int | None = None
+    ) -> list[tuple[int, ...]]:
+        """`steps` of `size` in jobs of at most eval.steps_per_job (and, for an eval with `shots`
+        of a model trained on GPUs, at most what one GPU evaluates in eval.hours_per_job), never
+        across a training segment: a segment's checkpoints appear together when its job ends,
+        so a chunk spanning two would wait a whole segment for its later half (a published
+        suite: one group)."""
         per_job = self.config["eval"]["steps_per_job"]
+        hours = self.config["eval"].get("hours_per_job")
+        spec = self.suite.models[size]
+        if shots is not None and hours and spec.gpus:
+            tokens = eval_tokens(self.suite, shots)
+            per_step = gpu_hours(
+                forward_flops(model_params(self.suite, spec), tokens), self.config["compute"]
+            )
+            per_job = max(1, min(per_job, math.floor(hours / per_step)))
         produced_by = {
             s: t.segment.end for t in self.train if t.size == size for s in t.segment.steps
         }
@@ -107,7 +126,7 @@ class SuiteJobs:
             for variant in self.variants
             for size in self.sizes
             for shots in self.config["eval"]["num_fewshot"]
-            for chunk in self.chunks(size, self.suite.eval_steps(shots))
+            for chunk in self.chunks(size, self.suite.eval_steps(shots), shots)
         ]
 
     def eval_results(self) -> list[str]:
