@@ -1,7 +1,8 @@
 """Training segments through a real DeepSpeed engine on CPU (fp32, one process).
 
-The first DeepSpeed init on a fresh machine JIT-compiles DeepSpeed's shm comm op (~45 s, once);
-it is then cached in ~/.cache/torch_extensions (or $TORCH_EXTENSIONS_DIR).
+One rank does not load DeepSpeed's shm comm op; several CPU ranks do, and the first of them on a
+fresh machine JIT-compiles it (~30-45 s, once; then cached in ~/.cache/torch_extensions or
+$TORCH_EXTENSIONS_DIR).
 """
 
 from __future__ import annotations
@@ -589,6 +590,7 @@ def test_first_segment_initialises_trains_on_and_resumes(run, tmp_path):
 
 
 def test_cli_exits_75_on_sigusr1(run, tmp_path):
+    """SIGUSR1 saves the state and exits 75; a single CPU rank builds no DeepSpeed shm op."""
     import os
     import signal
     import subprocess
@@ -605,7 +607,9 @@ def test_cli_exits_75_on_sigusr1(run, tmp_path):
     args += ["--tokenizer", str(run["tok"]), "--start-step", "0", "--end-step", "400"]
     args += ["--steps", "400", "--out-template", str(tmp_path / "step{step}")]
     args += ["--resume-from", str(tmp_path / "step0"), "--metrics", str(tmp_path / "m.csv")]
-    env = dict(os.environ, DS_ACCELERATOR="cpu")
+    # an empty extension cache: one CPU rank must not build DeepSpeed's shm comm op
+    ext = tmp_path / "torch_extensions"
+    env = dict(os.environ, DS_ACCELERATOR="cpu", TORCH_EXTENSIONS_DIR=str(ext))
     proc = subprocess.Popen(
         [sys.executable, "-m", "workflow.train.segment", *args],
         stdout=subprocess.PIPE,
@@ -621,6 +625,7 @@ def test_cli_exits_75_on_sigusr1(run, tmp_path):
     assert proc.returncode == PREEMPTED_EXIT, err[-2000:]
     assert "preempted:" in err and "run the segment again" in err
     assert (tmp_path / ".preempt-0-400" / "deepspeed").is_dir()
+    assert not list(ext.rglob("*shm_comm*")) and "shm_comm_op built" not in out + err
 
 
 GOLDEN = __import__("pathlib").Path(__file__).resolve().parents[1] / "fixtures" / "golden_loss.json"

@@ -63,6 +63,12 @@ def setup_distributed() -> tuple[int, int]:
 
     ds_logger.setLevel(logging.WARNING)
     if not torch.distributed.is_initialized():
+        if os.environ.get("WORLD_SIZE") == "1" and not torch.cuda.is_available():
+            # DeepSpeed's shared-memory all-reduce speeds up CPU ranks of one node; one rank
+            # reduces nothing, and the op's first use in an environment is a ~27 s C++ build
+            # (the embedded default's first training jobs waited on it). DeepSpeed caches its
+            # op probe for such edits (deepspeed/ops/__init__.py).
+            deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
         deepspeed.init_distributed(dist_backend=None, verbose=False)
     return torch.distributed.get_rank(), torch.distributed.get_world_size()
 
