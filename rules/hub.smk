@@ -8,7 +8,7 @@ for _job in JOBS.uploads:
         name:
             _job.rule
         input:
-            checkpoints=_job.inputs(),
+            checkpoints=_job.checkpoints(),
         output:
             _job.outputs(),
         log:

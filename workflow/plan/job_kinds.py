@@ -61,8 +61,20 @@ class TrainJob:
         return [self.layout.checkpoint(self.variant, self.size, s) for s in self.segment.steps]
 
 
+class _ModelSteps:
+    """A job over checkpoints `steps` of one model (`size`, `variant`) of the suite's layout."""
+
+    size: str
+    variant: str
+    steps: tuple[int, ...]
+    layout: Layout
+
+    def checkpoints(self) -> list[str]:
+        return [self.layout.checkpoint(self.variant, self.size, s) for s in self.steps]
+
+
 @dataclass(frozen=True)
-class UploadJob:
+class UploadJob(_ModelSteps):
     """A training segment's scheduled checkpoints pushed to the hub (rules/hub.smk), each as its
     branch step{N} with its own receipt: they appear together when the segment ends; a rerun
     re-pushes nothing already there with the same bytes. One rule per variant, as TrainJob."""
@@ -78,15 +90,12 @@ class UploadJob:
     def rule(self) -> str:
         return f"upload_{rule_tag(self.size, self.variant)}_{self.first}_{self.last}"
 
-    def inputs(self) -> list[str]:
-        return [self.layout.checkpoint(self.variant, self.size, s) for s in self.steps]
-
     def outputs(self) -> list[str]:
         return [self.layout.hub_receipt(self.variant, self.size, s) for s in self.steps]
 
 
 @dataclass(frozen=True)
-class EvalJob:
+class EvalJob(_ModelSteps):
     """lm-eval over `steps` of one model of `variant` with `shots` examples (rules/eval.smk); one
     result JSON per checkpoint. A rule per variant with literal outputs, as the training rules:
     a wildcard `{variant}` made Snakemake test every eval rule's outputs against each eval JSON
@@ -103,15 +112,12 @@ class EvalJob:
         tag = rule_tag(self.size, self.variant)
         return f"evaluate_{tag}_{self.shots}shot_{self.steps[0]}_{self.steps[-1]}"
 
-    def checkpoints(self) -> list[str]:
-        return [self.layout.checkpoint(self.variant, self.size, s) for s in self.steps]
-
     def outputs(self) -> list[str]:
         return [self.layout.eval_result(self.variant, self.size, s, self.shots) for s in self.steps]
 
 
 @dataclass(frozen=True)
-class TermFrequencyJob:
+class TermFrequencyJob(_ModelSteps):
     """The arithmetic tasks over `steps` of one model of the study's variant
     (rules/term_frequency.smk), grouped as the eval jobs."""
 
@@ -123,9 +129,6 @@ class TermFrequencyJob:
     @property
     def rule(self) -> str:
         return f"term_frequency_eval_{rule_tag(self.size)}_{self.steps[0]}_{self.steps[-1]}"
-
-    def checkpoints(self) -> list[str]:
-        return [self.layout.checkpoint(self.variant, self.size, s) for s in self.steps]
 
     def outputs(self) -> list[str]:
         return [self.layout.term_frequency_result(self.variant, self.size, s) for s in self.steps]
