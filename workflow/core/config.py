@@ -270,17 +270,27 @@ class SuiteConfig:
         training.hours_per_segment (the time model: 6·N·D at compute.mfu), if set."""
         if not hours:
             return self
-        vocab = config_vocab_size(self.raw)
         t = self.training
         for name, spec in self.models.items():
             if not spec.gpus:
                 continue
-            padded = padded_vocab_size(vocab, t.make_vocab_size_divisible_by, spec.model_parallel)
-            flops = training_flops(spec.total_params(padded), t.tokens_per_step)
+            flops = training_flops(self.model_params(spec), t.tokens_per_step)
             step_hours = gpu_hours(flops, self.raw["compute"]) / (spec.gpus * spec.nodes)
             steps = segment_steps_for_hours(step_hours, t.train_iters, t.schedule, hours, name)
             self.models[name] = dataclasses.replace(spec, segment_steps=steps)
         return self
+
+    def padded_vocab(self, spec: ModelSpec) -> int:
+        """The embedding's rows: the tokenizer's vocabulary padded as Megatron pads it."""
+        return padded_vocab_size(
+            config_vocab_size(self.raw),
+            self.training.make_vocab_size_divisible_by,
+            spec.model_parallel,
+        )
+
+    def model_params(self, spec: ModelSpec) -> int:
+        """Total parameters with the padded vocabulary (input and output embeddings)."""
+        return spec.total_params(self.padded_vocab(spec))
 
     def segments(self, size: str) -> list[Segment]:
         """Training jobs of `size`: the suite's schedule, plus, for each intervention on this

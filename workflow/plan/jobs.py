@@ -29,13 +29,7 @@ from workflow.plan.job_kinds import (
     UploadJob,
     step_chunks,
 )
-from workflow.plan.resources import (
-    eval_tokens,
-    forward_flops,
-    gpu_hours,
-    memorization_rows_per_job,
-    model_params,
-)
+from workflow.plan.resources import eval_flops, gpu_hours, memorization_rows_per_job
 from workflow.studies.memorization.plan import MemorizationPlan
 from workflow.studies.term_frequency.tasks import task_name as term_frequency_task
 
@@ -106,10 +100,7 @@ class SuiteJobs:
         hours = self.config["eval"].get("hours_per_job")
         spec = self.suite.models[size]
         if shots is not None and hours and spec.gpus:
-            tokens = eval_tokens(self.suite, shots)
-            per_step = gpu_hours(
-                forward_flops(model_params(self.suite, spec), tokens), self.config["compute"]
-            )
+            per_step = gpu_hours(eval_flops(self.suite, spec, 1, shots), self.config["compute"])
             per_job = max(1, min(per_job, math.floor(hours / per_step)))
         produced_by = {
             s: t.segment.end for t in self.train if t.size == size for s in t.segment.steps

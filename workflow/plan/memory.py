@@ -39,14 +39,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from workflow.core.compute import NEOX_VOCAB, config_vocab_size  # noqa: F401 (NEOX_VOCAB: re-exported)
-
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 GIB = 1024**3
-
-
-def vocab_size(suite) -> int:
-    return config_vocab_size(suite.raw)
 
 
 # CUDA context + cuBLAS/flash workspaces + fragmentation of PyTorch's caching allocator: a fixed
@@ -283,11 +277,7 @@ def _with_margin(weights, gradients, optimizer, buckets, activations, loss) -> E
 
 def model_shape(suite, spec, rows: int, seq: int) -> Shape:
     """The Shape of `spec` (vocabulary padded as the embedding is) holding rows x seq tokens."""
-    from workflow.core.config import padded_vocab_size
-
-    vocab = padded_vocab_size(
-        vocab_size(suite), suite.training.make_vocab_size_divisible_by, spec.model_parallel
-    )
+    vocab = suite.padded_vocab(spec)
     return Shape(
         layers=spec.num_layers,
         hidden=spec.hidden_size,

@@ -26,13 +26,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from workflow.core.compute import (  # noqa: F401 (re-exported: the plan and tests name them here)
-    NEOX_VOCAB,
-    config_vocab_size,
     forward_flops,
     gpu_hours,
     training_flops,
 )
-from workflow.core.config import ConfigError, ModelSpec, SuiteConfig, padded_vocab_size
+from workflow.core.config import ConfigError, ModelSpec, SuiteConfig
 from workflow.core.layout import Layout
 from workflow.data.jobs import DataJobs
 from workflow.plan.memory import (
@@ -40,16 +38,12 @@ from workflow.plan.memory import (
     fit_hints,
     forward_job_memory,
     suite_training_memory,
-    vocab_size,
 )
 
 
 def model_params(suite: SuiteConfig, spec: ModelSpec) -> int:
     """Total parameters with Megatron's padded vocabulary (input and output embeddings)."""
-    v = padded_vocab_size(
-        vocab_size(suite), suite.training.make_vocab_size_divisible_by, spec.model_parallel
-    )
-    return spec.total_params(v)
+    return suite.model_params(spec)
 
 
 def segment_tokens(suite: SuiteConfig, first_step: int, last_step: int) -> int:
@@ -120,8 +114,13 @@ def eval_resources(
     suite: SuiteConfig, spec: ModelSpec, checkpoints: int, shots: int
 ) -> dict[str, Any]:
     """One eval job (several checkpoints of one model): one GPU when the suite trains on GPUs."""
-    tokens = eval_tokens(suite, shots) * checkpoints
-    return forward_resources(suite, spec, forward_flops(model_params(suite, spec), tokens))
+    return forward_resources(suite, spec, eval_flops(suite, spec, checkpoints, shots))
+
+
+def eval_flops(suite: SuiteConfig, spec: ModelSpec, checkpoints: int, shots: int) -> float:
+    """lm-eval over `checkpoints` checkpoints of `spec` with `shots` examples: 2·N·D over the
+    tasks' tokens (eval_tokens) of each."""
+    return forward_flops(model_params(suite, spec), eval_tokens(suite, shots) * checkpoints)
 
 
 def memorization_flops(suite: SuiteConfig, spec: ModelSpec, rows: int) -> float:
