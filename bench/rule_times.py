@@ -5,7 +5,7 @@
 
 A job's wall time runs from the timestamp above its "rule X:" block to the one above its
 "Finished jobid: N" line (Snakemake stamps both to the second, so a job under a second counts as
-0 or 1 s). The per-job rules of a size (train_tiny_70m_0_384, evaluate_tiny_70m_0shot_0_384, ...)
+0 or 1 s). The per-job rules of a size (train_tiny_70m_0_384, evaluate_tiny_70m_0_384, ...)
 are summed as one family (train, evaluate, ...). The table: jobs, summed job seconds, mean, and
 share of all job time; with a baseline, the baseline's sum and baseline/ours (> 1: faster now).
 """
@@ -24,7 +24,7 @@ _STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
 _RULE = re.compile(r"^(?:local)?rule (\S+):$")
 _JOBID = re.compile(r"^\s+jobid: (\d+)$")
 _DONE = re.compile(r"^Finished jobid: (\d+)")
-# "train_tiny_12b_0_192", "evaluate_70m_0shot_0_143000" -> "train", "evaluate"
+# "train_tiny_12b_0_192", "evaluate_70m_0_143000" -> "train", "evaluate"
 _PER_JOB = re.compile(r"_(?:tiny_|pythia_)?\d.*$")
 
 

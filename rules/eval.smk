@@ -73,9 +73,10 @@ rule check_eval_tasks:
 
 
 # One job evaluates several checkpoints of one model (eval.steps_per_job, within one training
-# segment): the process start, imports and task loading are paid once; every checkpoint keeps
-# its own JSON target. A rule per variant and chunk, its outputs literal paths. The chunks
-# and their rule names: workflow/plan/jobs.py (SuiteJobs.evals), also the plan's.
+# segment), each with every shot count whose grid holds it: the process start, imports and
+# task loading are paid once; every (checkpoint, shots) keeps its own JSON target. A rule per
+# variant and chunk, its outputs literal paths. The chunks and their rule names:
+# workflow/plan/jobs.py (SuiteJobs.evals), also the plan's.
 for _job in JOBS.evals:
 
     rule:
@@ -105,19 +106,18 @@ for _job in JOBS.evals:
                 "evals",
                 _job.variant,
                 _job.size,
-                f"{_job.shots}shot_steps{_job.steps[0]}-{_job.steps[-1]}.log",
+                f"steps{_job.steps[0]}-{_job.steps[-1]}.log",
             ),
         conda:
             "../envs/pipeline.yaml"
         threads: config["eval"]["threads"]
         # one GPU when the suite trains on GPUs; time limit from forward FLOPs
         resources:
-            **eval_resources(
-                SUITE, SUITE.models[_job.size], len(_job.steps), _job.shots
-            ),
+            **eval_resources(SUITE, SUITE.models[_job.size], _job.shots),
         params:
             eval=config["eval"],
-            shots=_job.shots,
+            steps=list(_job.steps),
+            runs=[list(r) for r in _job.runs],
         script:
             "../scripts/eval/evaluate.py"
 

@@ -1,7 +1,8 @@
 # Upload every checkpoint as branch step{N} of {org}/pythia-{size}[-deduped] (main = final step).
 
 
-# One job per training segment (workflow/plan/jobs.py, SuiteJobs.uploads), a receipt per step.
+# One job per training segment (workflow/plan/jobs.py, SuiteJobs.uploads), one receipt per job
+# (hub/{variant}/{size}/steps{first}-{last}.json: each branch's commit and file digests).
 for _job in JOBS.uploads:
 
     rule:

@@ -116,7 +116,7 @@ for _i, _iv in enumerate(JOBS.interventions):
             "../envs/pipeline.yaml"
         threads: config["eval"]["threads"]
         resources:
-            **eval_resources(SUITE, SUITE.models[_run.size], len(_iv.evals), 0),
+            **eval_resources(SUITE, SUITE.models[_run.size], [0] * len(_iv.evals)),
         params:
             eval={
                 "tasks": JOBS.intervention_tasks,

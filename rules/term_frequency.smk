@@ -60,7 +60,7 @@ for _job in JOBS.term_frequency:
         # one GPU when the suite trains on GPUs, like the eval jobs; 2 x 5000 prompts of
         # 0-16 shots weigh about what the zero-shot tasks do
         resources:
-            **eval_resources(SUITE, SUITE.models[_job.size], len(_job.steps), 0),
+            **eval_resources(SUITE, SUITE.models[_job.size], [0] * len(_job.steps)),
         params:
             batch_size=TF["batch_size"],
         script:

@@ -2,6 +2,7 @@
 network, cluster or data."""
 
 import math
+import re
 
 import pytest
 from helpers_dag import dry_run_counts
@@ -22,19 +23,19 @@ def test_paper_suite_plans_without_network(tmp_path):
     paper = SuiteConfig.from_dict(load_config("config/pythia.yaml"))
     expected = 0
     for size in paper.models:
-        for shots in (0, 5):
-            steps = paper.eval_steps(shots)
-            for seg in paper.segments(size):
-                n = sum(1 for s in steps if max(seg.start, -1) < s <= seg.end)
-                expected += math.ceil(n / 16)
+        # each checkpoint with both shot counts (the five-shot steps are zero-shot steps too)
+        steps = paper.eval_steps(0)
+        for seg in paper.segments(size):
+            n = sum(1 for s in steps if max(seg.start, -1) < s <= seg.end)
+            expected += math.ceil(n / 16)
     suite_evals = [r for r in counts if r.startswith("evaluate_") and "intervention" not in r]
     assert sum(counts[r] for r in suite_evals) == 2 * expected
     # 12b's first segment (to 7000) writes the 13 zero-shot steps 0..3000: one job per variant
-    assert counts["evaluate_12b_0shot_0_3000"] == counts["evaluate_12b_deduped_0shot_0_3000"] == 1
-    # 70m's one segment writes all 27 zero-shot checkpoints: two jobs of at most 16
-    assert {r: n for r, n in counts.items() if r.startswith("evaluate_70m_0shot")} == {
-        "evaluate_70m_0shot_0_33000": 1,
-        "evaluate_70m_0shot_43000_143000": 1,
+    assert counts["evaluate_12b_0_3000"] == counts["evaluate_12b_deduped_0_3000"] == 1
+    # 70m's one segment writes all 27 checkpoints: two jobs of at most 16
+    assert {r: n for r, n in counts.items() if re.fullmatch(r"evaluate_70m_\d+_\d+", r)} == {
+        "evaluate_70m_0_33000": 1,
+        "evaluate_70m_43000_143000": 1,
     }
     # the paper's five interventions (70m, 410m, 1.4b, 6.9b at 7%; 1.4b at 21%), both arms
     arms = [r for r in counts if r.startswith("intervention_") and r != "intervention_table"]
@@ -75,10 +76,10 @@ def test_paper_figure_from_published_checkpoints_plans_no_training(tmp_path):
     )
     # 16 models x 27 steps fetched from EleutherAI/pythia-*; 0-shot at all, 5-shot at 15
     assert counts["fetch_published"] == 16 * 27
-    # downloaded checkpoints are all there at once: 16 per job (eval.steps_per_job), and 12B's
-    # 15 five-shot ones in two (eval.hours_per_job: ~1.4 GPU-hours a checkpoint)
-    assert sum(n for r, n in counts.items() if r.startswith("evaluate_")) == 16 * (2 + 1) + 2
-    assert counts["evaluate_12b_5shot_3000_103000"] == counts["evaluate_12b_5shot_113000_143000"]
+    # downloaded checkpoints are all there at once: 16 per job (eval.steps_per_job), each with
+    # its shot counts; 12B's in three (eval.hours_per_job: ~1.4 GPU-hours a five-shot run)
+    assert sum(n for r, n in counts.items() if r.startswith("evaluate_")) == 16 * 2 + 2
+    assert counts["evaluate_12b_43000_123000"] == counts["evaluate_12b_133000_143000"] == 1
     rules = {"evaluate" if r.startswith("evaluate_") else r for r in counts}
     assert {r for r in rules if not r.endswith(":")} == {
         "fetch_published",

@@ -168,7 +168,7 @@ def test_dag_runs_through_sbatch(dag):
     assert losses[-1] < losses[0]  # it learns
     with open(workdir / RUN / "plan" / "jobs.csv") as f:
         plan = {r["rule"]: r for r in csv.DictReader(f)}
-    assert {"train_tiny_70m_0_8", "evaluate_tiny_70m_0shot_0_8"} <= set(plan)
+    assert {"train_tiny_70m_0_8", "evaluate_tiny_70m_0_8"} <= set(plan)
     assert not any(rule.startswith("init_") for rule in plan)  # step 0 is saved by 0_8
     assert (plan["train_tiny_70m_2n_0_8"]["gpus"], plan["train_tiny_70m_2n_0_8"]["nodes"]) == (
         "2",

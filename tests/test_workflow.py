@@ -148,8 +148,12 @@ def test_batch_viewer_prints_the_rows_of_a_step(run):
 def test_checkpoints_are_on_the_hub_branches(run):
     for variant in VARIANTS:
         for size in SIZES:
-            receipt = json.loads((run / "hub" / variant / size / f"step{ITERS}.json").read_text())
-            assert receipt["branch"] == f"step{ITERS}"
+            # the last upload job's receipt: one entry per branch it published, in step order
+            (path,) = (run / "hub" / variant / size).glob(f"steps*-{ITERS}.json")
+            job = json.loads(path.read_text())
+            assert [r["step"] for r in job["receipts"]] == job["steps"] and ITERS in job["steps"]
+            receipt = job["receipts"][-1]
+            assert receipt["branch"] == f"step{ITERS}" and receipt["repo_id"] == job["repo_id"]
             assert "model.safetensors" in receipt["files"]
             repo = run / "hub" / "repos" / f"{receipt['repo_id']}.git"
             head = subprocess.run(

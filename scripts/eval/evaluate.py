@@ -1,4 +1,5 @@
-"""Snakemake adapter: lm-evaluation-harness on several local checkpoints of one model."""
+"""Snakemake adapter: lm-evaluation-harness on several local checkpoints of one model, each with
+its shot counts."""
 
 import os
 
@@ -32,12 +33,13 @@ sm = snakemake  # noqa: F821
 with log_to(sm.log[0]) as log:
     torch.set_num_threads(sm.threads)
     ev = sm.params.eval
+    checkpoint = dict(zip(sm.params.steps, sm.input.checkpoints, strict=True))
     results = evaluate_checkpoints(
-        list(sm.input.checkpoints),
+        [checkpoint[step] for step, _ in sm.params.runs],  # (step, shots) of each output
         list(sm.output),
         tasks_dir=_tasks_dir(sm.input),
         tasks=ev["tasks"],
-        num_fewshot=int(sm.params.shots),
+        num_fewshot=[int(shots) for _, shots in sm.params.runs],
         batch_size=ev["batch_size"],
         limit=ev["limit"],
         producer=sm.rule,

@@ -1,5 +1,5 @@
 """Snakemake adapter: publish a training segment's checkpoints, each as branch step{N}, and
-write each one's receipt as soon as it is published."""
+write the job's receipt (each branch's commit and file digests) once all are published."""
 
 from workflow.core.io import write_json
 from workflow.core.logs import log_to
@@ -10,7 +10,8 @@ sm = snakemake  # noqa: F821
 with log_to(sm.log[0]) as log:
     hub, p = sm.params.hub, sm.params
     repo_id = repo_id_for(hub["org"], hub["repo_template"], p.size, p.variant)
-    for step, checkpoint, out in zip(p.steps, sm.input.checkpoints, sm.output, strict=True):
+    receipts = []
+    for step, checkpoint in zip(p.steps, sm.input.checkpoints, strict=True):
         receipt = publish_checkpoint(
             checkpoint,
             repo_id=repo_id,
@@ -24,4 +25,5 @@ with log_to(sm.log[0]) as log:
             project_url=hub["project_url"],
         )
         log.info("published: %s", receipt)
-        write_json(out, receipt)
+        receipts.append(receipt)
+    write_json(sm.output[0], {"repo_id": repo_id, "steps": list(p.steps), "receipts": receipts})

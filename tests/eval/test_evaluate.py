@@ -188,6 +188,14 @@ def test_evaluate_several_checkpoints_in_one_process(hubeval_task, tmp_path):
     assert alone["results"] == results[1]["results"]  # the same numbers as a job of its own
     with pytest.raises(ValueError, match="2 checkpoints but 1 output paths"):
         evaluate_checkpoints(ckpts, outs[:1], **kw)
+    # one checkpoint with two shot counts (as an eval job runs the paper's 0- and 5-shot)
+    kw.pop("num_fewshot")
+    both = evaluate_checkpoints(ckpts[1:] * 2, outs, num_fewshot=[0, 2], **kw)
+    assert [r["config"]["num_fewshot"] for r in both] == [0, 2]
+    assert both[0]["results"] == alone["results"]
+    assert both[1]["results"] == evaluate_checkpoint(ckpts[1], num_fewshot=2, **kw)["results"]
+    with pytest.raises(ValueError, match="2 checkpoints but 1 shot counts"):
+        evaluate_checkpoints(ckpts, outs, num_fewshot=[0], **kw)
 
 
 def test_broken_checkpoints_are_named_before_any_evaluation(hubeval_task, tmp_path):

@@ -18,6 +18,7 @@ from workflow.plan.jobs import SuiteJobs
 from workflow.plan.profiles import check_profile_variables, unset_variables
 from workflow.plan.resources import (
     check_node_fit,
+    eval_flops,
     eval_resources,
     forward_resources,
     gpu_hours,
@@ -68,10 +69,11 @@ def test_plan_covers_every_gpu_job_with_dag_rule_names(paper_jobs, paper, paper_
     assert not any(j["rule"].startswith("init_") for j in train)  # in the first segments
     uploads = [j for j in jobs if j["stage"] == "upload"]  # one a training segment
     assert len(uploads) == len(SuiteJobs.from_config(paper_raw).uploads) < 2 * 16 * 154 / 4
-    # a job holds at most 16 checkpoints of one training segment (written together)
-    for shots in (0, 5):
-        expected = sum(math.ceil(n / 16) for n in eval_steps_per_segment(paper, shots) if n)
-        assert len([j for j in jobs if j["stage"] == f"eval_{shots}shot"]) == 2 * expected
+    # a job holds at most 16 checkpoints of one training segment (written together), each with
+    # all its shot counts: the five-shot grid is inside the zero-shot one, so it adds no jobs
+    assert set(paper.eval_steps(5)) <= set(paper.eval_steps(0))
+    expected = sum(math.ceil(n / 16) for n in eval_steps_per_segment(paper, 0) if n)
+    assert len([j for j in jobs if j["stage"] == "eval"]) == 2 * expected
     t12 = [j for j in train if j["size"] == "12b" and j["variant"] == "standard"]
     assert {(j["gpus"], j["nodes"]) for j in t12 if j["last_step"] > 0} == {(256, 32)}
     # the segments add up to 6 N D over all 143,000 steps
@@ -184,7 +186,7 @@ def test_one_node_and_cpu_resources(paper_raw):
     assert "mpi" not in one and "gres" not in one
     cpu = train_resources(suite, suite.models["160m"], 0, 1000)
     assert set(cpu) == {"runtime"}
-    ev = eval_resources(suite, suite.models["70m"], 1, 0)
+    ev = eval_resources(suite, suite.models["70m"], [0])
     assert (ev["gpu"], ev["tasks_per_gpu"]) == (1, 0)
 
 
@@ -369,25 +371,30 @@ def test_memorization_shards_fit_one_time_limit_at_every_size(paper, paper_jobs)
 
 
 def test_eval_jobs_fit_one_time_limit(paper_raw):
-    """eval.hours_per_job: 16 caps a job's checkpoints by the time model as well as by
-    steps_per_job: from published checkpoints (no training segments to split them) 12B's 15
-    five-shot checkpoints (~1.4 GPU-hours each) are two jobs (11 + 4), and no eval job asks
-    for more than 16 h x 1.5."""
+    """eval.hours_per_job: 16 caps a job's runs by the time model as well as steps_per_job its
+    checkpoints: from published checkpoints (no training segments to split them) 12B's 27
+    checkpoints, 15 of them also five-shot (~1.4 GPU-hours each), are three jobs where 16 a job
+    would make two, and no eval job asks for more than 16 h x 1.5."""
     assert paper_raw["eval"]["hours_per_job"] == 16
+    compute = paper_raw["compute"]
     for extra in ({}, {"checkpoints": {"source": "published"}}):
         jobs = SuiteJobs.from_config({**paper_raw, **extra})
         for ev in jobs.evals:
-            res = eval_resources(jobs.suite, jobs.suite.models[ev.size], len(ev.steps), ev.shots)
+            spec = jobs.suite.models[ev.size]
+            assert gpu_hours(eval_flops(jobs.suite, spec, ev.shots), compute) <= 16, ev.rule
+            res = eval_resources(jobs.suite, spec, ev.shots)
             assert res["runtime"] <= 16 * 1.5 * 60, (ev.rule, res)
-    five = [e.steps for e in jobs.evals if (e.variant, e.size, e.shots) == ("standard", "12b", 5)]
-    assert [len(s) for s in five] == [11, 4] and sum(five, ()) == tuple(range(3000, 143001, 10000))
-    small = [e for e in jobs.evals if (e.variant, e.size, e.shots) == ("standard", "70m", 5)]
-    assert len(small) == 1  # 15 checkpoints of 70m: one job
+    mine = [e for e in jobs.evals if (e.variant, e.size) == ("standard", "12b")]
+    assert [len(e.steps) for e in mine] == [16, 9, 2]
+    five = [s for e in mine for s, k in e.runs if k == 5]
+    assert five == list(range(3000, 143001, 10000))
+    small = [e for e in jobs.evals if (e.variant, e.size) == ("standard", "70m")]
+    assert [len(e.steps) for e in small] == [16, 11]  # steps_per_job alone
     unbounded = {**paper_raw, "checkpoints": {"source": "published"}}
     unbounded["eval"] = {**paper_raw["eval"], "hours_per_job": None}
-    five = [
+    mine = [
         e
         for e in SuiteJobs.from_config(unbounded).evals
-        if (e.variant, e.size, e.shots) == ("standard", "12b", 5)
+        if (e.variant, e.size) == ("standard", "12b")
     ]
-    assert len(five) == 1  # steps_per_job alone: one 15-checkpoint job
+    assert [len(e.steps) for e in mine] == [16, 11]

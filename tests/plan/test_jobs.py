@@ -48,6 +48,10 @@ def test_rule_tag_and_step_chunks():
     assert step_chunks([0, 1, 2, 4, 8], 2) == [(0, 1), (2, 4), (8,)]
     assert step_chunks([3, 1], 1) == [(3,), (1,)]  # the given order, not sorted
     assert step_chunks([], 4) == []
+    # eval.hours_per_job: a run also ends before the step that would go over the budget
+    hours = {0: 1.0, 1: 1.0, 2: 3.0, 4: 1.0, 8: 5.0}.get
+    assert step_chunks([0, 1, 2, 4, 8], 4, hours, 4.0) == [(0, 1), (2, 4), (8,)]  # 8 alone
+    assert step_chunks([0, 1, 2, 4, 8], 2, hours, 100.0) == [(0, 1), (2, 4), (8,)]
 
 
 def test_training_segments_chain_per_size(suite):
@@ -88,37 +92,45 @@ def test_uploads_publish_every_scheduled_checkpoint_once(suite):
         assert {(u.first, u.last) for u in ups} <= segments
         for u in ups:
             assert u.rule == f"upload_{rule_tag(size, variant)}_{u.first}_{u.last}"
-            assert u.outputs() == [jobs.layout.hub_receipt(variant, size, s) for s in u.steps]
+            first, last = u.steps[0], u.steps[-1]
+            hub = f"{jobs.layout.root}/hub/{variant}/{size}"
+            assert u.outputs() == [f"{hub}/steps{first}-{last}.json"]
 
 
 def test_eval_chunks_cover_the_eval_steps(suite):
+    """Each evaluated checkpoint is in one job with all its shot counts (the paper's five-shot
+    grid lies inside its zero-shot one); every (step, shots) result once."""
     _, config, jobs = suite
     per_job = config["eval"]["steps_per_job"]
-    for size in jobs.sizes:
+    for size, variant in itertools.product(jobs.sizes, jobs.variants):
+        mine = [j for j in jobs.evals if (j.variant, j.size) == (variant, size)]
+        runs = [r for j in mine for r in j.runs]
+        assert runs == sorted(set(runs))  # by step, then shots, and each once
         for shots in config["eval"]["num_fewshot"]:
-            for variant in jobs.variants:
-                mine = [
-                    j for j in jobs.evals if (j.variant, j.size, j.shots) == (variant, size, shots)
-                ]
-                assert [s for j in mine for s in j.steps] == jobs.suite.eval_steps(shots)
-                assert mine[0].rule == (
-                    f"evaluate_{rule_tag(size, variant)}_{shots}shot_"
-                    f"{mine[0].steps[0]}_{mine[0].steps[-1]}"
-                )
-                assert mine[0].outputs()[0] == jobs.layout.eval_result(
-                    variant, size, mine[0].steps[0], shots
-                )
-            chunks = [j for j in jobs.evals if (j.size, j.shots) == (size, shots)]
-            chunks = [j for j in chunks if j.variant == jobs.variants[0]]
-            assert all(1 <= len(j.steps) <= per_job for j in chunks)
-            # a chunk's checkpoints come from one training segment (they appear together)
-            segments = [t.segment for t in jobs.train if t.size == size]
-            for j in chunks:
-                assert any(set(j.steps) <= set(seg.steps) for seg in segments)
-            first = chunks[0]
-            assert first.rule == (
-                f"evaluate_{rule_tag(size)}_{shots}shot_{first.steps[0]}_{first.steps[-1]}"
-            )
+            assert [s for s, k in runs if k == shots] == jobs.suite.eval_steps(shots)
+        first = mine[0]
+        assert (
+            first.rule == f"evaluate_{rule_tag(size, variant)}_{first.steps[0]}_{first.steps[-1]}"
+        )
+        assert first.outputs() == [
+            jobs.layout.eval_result(variant, size, s, k) for s, k in first.runs
+        ]
+        assert first.checkpoints() == [
+            jobs.layout.checkpoint(variant, size, s) for s in first.steps
+        ]
+        assert all(1 <= len(j.steps) <= per_job for j in mine)
+        # a chunk's checkpoints come from one training segment (they appear together)
+        segments = [t.segment for t in jobs.train if t.size == size]
+        for j in mine:
+            assert any(set(j.steps) <= set(seg.steps) for seg in segments)
+    assert jobs.eval_results() == [
+        jobs.layout.eval_result(v, size, s, k)
+        for k in config["eval"]["num_fewshot"]
+        for v in jobs.variants
+        for size in jobs.sizes
+        for s in jobs.suite.eval_steps(k)
+    ]
+    assert sorted(jobs.eval_results()) == sorted(o for j in jobs.evals for o in j.outputs())
     rules = [j.rule for j in jobs.evals + jobs.term_frequency + jobs.train]
     rules += [r for iv in jobs.interventions for r in (iv.eval_rule, *map(iv.arm_rule, iv.arms))]
     assert len(rules) == len(set(rules))
@@ -131,7 +143,8 @@ def test_final_targets_without_snakemake():
     root = "results/tiny"
     assert targets[-1] == f"{root}/plan/jobs.csv" and f"{root}/tables/evals.csv" in targets
     receipts = [t for t in targets if t.startswith(f"{root}/hub/")]
-    assert len(receipts) == len(jobs.variants) * len(jobs.sizes) * len(jobs.suite.training.schedule)
+    assert receipts == [out for u in jobs.uploads for out in u.outputs()]
+    assert len(receipts) == len(jobs.uploads) <= len(jobs.train)  # one per training segment
     assert f"{root}/tables/intervention.csv" in targets
     # published checkpoints: nothing trained, uploaded or intervened on
     published = SuiteJobs.from_config({**config, "checkpoints": {"source": "published"}})

@@ -26,7 +26,7 @@ TARGETS = [
     f"{RUN}/figures/lambada_over_training.png",
     f"{RUN}/figures/over_training/piqa_style.png",
     f"{RUN}/tables/scores/0shot_step8_standard.csv",
-    *(f"{RUN}/hub/{VARIANT}/{SIZE}/step{s}.json" for s in (0, 4, 8)),
+    f"{RUN}/hub/{VARIANT}/{SIZE}/steps0-8.json",  # branches step0, step4, step8
     f"{RUN}/data/dedup/kept_ids.npy",  # dedup: a one-variant suite does not need it otherwise
     f"{RUN}/memorization/{VARIANT}/{SIZE}/step8.json",
 ]

@@ -27,7 +27,7 @@ from workflow.train.data import check_samples
 M = f"{RUN}/models/{VARIANT}/{SIZE}"
 E = f"{RUN}/evals/{VARIANT}/{SIZE}"
 TRAIN_RULE = "train_tiny_70m_0_8"
-EVAL_RULE = "evaluate_tiny_70m_0shot_0_8"
+EVAL_RULE = "evaluate_tiny_70m_0_8"
 UPLOAD_RULE = "upload_tiny_70m_0_8"
 
 
@@ -259,8 +259,9 @@ def test_hub_token_is_nowhere_after_a_run_that_uploads(baseline, minihub):
         if path.is_file():
             assert TOKEN.encode() not in path.read_bytes(), path
             scanned += 1
-    receipt = json.loads((wd.run / "hub/standard/tiny-70m/step8.json").read_text())
-    assert receipt["backend"] == "huggingface" and scanned > 100
+    job = json.loads((wd.run / "hub/standard/tiny-70m/steps0-8.json").read_text())
+    receipt = job["receipts"][-1]
+    assert receipt["backend"] == "huggingface" and receipt["step"] == 8 and scanned > 100
     # and what was published is the checkpoint, not Snakemake's directory marker
     assert "model.safetensors" in receipt["files"]
     assert ".snakemake_timestamp" not in receipt["files"]

@@ -48,17 +48,17 @@ CASES = {
         [f"{M}/step{s}/{f}" for s in (4, 8) for f in ("model.safetensors", "config.json")]
         + [f"{M}/step8/deepspeed/state/mp_rank_00_model_states.pt"],
     ),
-    # one job publishes segment (0, 8]'s checkpoints 0, 4, 8: killed while writing step 4's
-    # receipt, after pushing step 4 (the rerun finds steps 0 and 4 on the hub, same bytes)
+    # one job publishes segment (0, 8]'s checkpoints 0, 4, 8: killed while writing its receipt,
+    # after pushing all three (the rerun finds them on the hub, same bytes, and pushes nothing)
     "upload": (
         "upload_tiny_70m_0_8",
-        f"{RUN}/hub/{VARIANT}/{SIZE}/step8.json",
-        "step4.json",
-        [f"{RUN}/hub/{VARIANT}/{SIZE}/step{s}.json" for s in (0, 4, 8)],
+        f"{RUN}/hub/{VARIANT}/{SIZE}/steps0-8.json",
+        "steps0-8.json",
+        [f"{RUN}/hub/{VARIANT}/{SIZE}/steps0-8.json"],
     ),
     # one job evaluates steps 0 and 8: killed while writing the first result
     "eval": (
-        "evaluate_tiny_70m_0shot_0_8",
+        "evaluate_tiny_70m_0_8",
         f"{E}/step8/0shot.json",
         "0shot.json",
         [f"{E}/step{s}/0shot.json" for s in (0, 8)],
@@ -85,6 +85,10 @@ def _content(path):
     if path.suffix == ".json" and ("/evals/" in path.as_posix() or "/hub/" in path.as_posix()):
         data = {k: v for k, v in json.loads(path.read_text()).items() if k not in VOLATILE}
         data.get("config", {}).pop("model_path", None)  # absolute: the copy's own directory
+        if "receipts" in data:  # an upload job's: one per branch it published
+            data["receipts"] = [
+                {k: v for k, v in r.items() if k not in VOLATILE} for r in data["receipts"]
+            ]
         return data
     return path.read_bytes()
 

@@ -25,8 +25,9 @@ class Layout:
     def eval_result(self, variant, size, step, shots) -> str:
         return self.path("evals", variant, size, f"step{step}", f"{shots}shot.json")
 
-    def hub_receipt(self, variant, size, step) -> str:
-        return self.path("hub", variant, size, f"step{step}.json")
+    def hub_receipt(self, variant, size, first, last) -> str:
+        """The receipt of one upload job: every branch it published, steps `first`..`last`."""
+        return self.path("hub", variant, size, f"steps{first}-{last}.json")
 
     def term_frequency_result(self, variant, size, step) -> str:
         return self.path("term_frequency", "evals", variant, size, f"step{step}.json")

@@ -292,16 +292,21 @@ def evaluate_checkpoints(
     model_paths: Sequence[str | os.PathLike],
     out_paths: Sequence[str | os.PathLike],
     producer: str | None = None,
+    num_fewshot: int | Sequence[int] = 0,
     **kwargs: Any,
 ) -> list[dict[str, Any]]:
-    """Evaluate several checkpoints in one process, writing each result (atomically) as soon
-    as it is done: the imports, lm-eval's task index and the task data are loaded once, which
-    dominates the cost of small models (bench/eval.py)."""
+    """Evaluate several checkpoints in one process (`num_fewshot`: for all, or one per
+    checkpoint; a checkpoint may be listed once per shot count), writing each result
+    (atomically) as soon as it is done: the imports, lm-eval's task index and the task data are
+    loaded once, which dominates the cost of small models (bench/eval.py)."""
     if len(model_paths) != len(out_paths):
         raise ValueError(f"{len(model_paths)} checkpoints but {len(out_paths)} output paths")
+    shots = [num_fewshot] * len(model_paths) if isinstance(num_fewshot, int) else num_fewshot
+    if len(shots) != len(model_paths):
+        raise ValueError(f"{len(model_paths)} checkpoints but {len(shots)} shot counts")
     results = []
-    for model_path, out_path in zip(model_paths, out_paths, strict=True):
-        result = evaluate_checkpoint(model_path, **kwargs)
+    for model_path, k, out_path in zip(model_paths, shots, out_paths, strict=True):
+        result = evaluate_checkpoint(model_path, num_fewshot=k, **kwargs)
         # with its own sha256 and the rule that rebuilds it: the tables refuse a changed file
         result["producer"] = producer
         write_checked_json(out_path, result)

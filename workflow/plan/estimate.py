@@ -22,7 +22,7 @@ from workflow.core.io import atomic_path
 from workflow.plan.jobs import SuiteJobs
 from workflow.plan.memory import forward_job_memory, parallel_sizes, suite_training_memory
 from workflow.plan.resources import (
-    eval_tokens,
+    eval_flops,
     forward_flops,
     gpu_hours,
     memorization_flops,
@@ -208,10 +208,10 @@ def eval_jobs(jobs: SuiteJobs) -> Iterator[dict]:
             n = model_params(suite, spec)
             fetched = set()
             for ev in (j for j in jobs.evals if (j.variant, j.size) == (variant, size)):
-                flops = forward_flops(n, eval_tokens(suite, ev.shots) * len(ev.steps))
+                flops = eval_flops(suite, spec, ev.shots)
                 yield forward_job(
                     ev.rule,
-                    f"eval_{ev.shots}shot",
+                    "eval",
                     variant,
                     size,
                     ev.steps[0],
@@ -310,7 +310,7 @@ def intervention_jobs(jobs: SuiteJobs) -> Iterator[dict]:
         run = iv.run
         spec = suite.models[run.size]
         n = model_params(suite, spec)
-        eval_flops = forward_flops(n, eval_tokens_per_checkpoint * len(iv.evals))
+        iv_eval_flops = forward_flops(n, eval_tokens_per_checkpoint * len(iv.evals))
         yield forward_job(
             iv.eval_rule,
             "intervention",
@@ -319,7 +319,7 @@ def intervention_jobs(jobs: SuiteJobs) -> Iterator[dict]:
             run.start,
             run.end,
             spec=spec,
-            flops=eval_flops,
+            flops=iv_eval_flops,
             compute=compute,
             memory=forward_job_memory(jobs.suite, "intervention", spec),
         )

@@ -6,7 +6,7 @@ term-frequency chunk, an intervention run's arms and evaluation, a memorization 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from workflow.core.config import InterventionRun, Segment
@@ -21,11 +21,28 @@ def rule_tag(size: str, variant: str = "standard") -> str:
     return tag if variant == "standard" else f"{tag}_{variant}"
 
 
-def step_chunks(steps: Iterable[int], per_job: int) -> list[tuple[int, ...]]:
-    """Consecutive runs of `per_job` steps (eval.steps_per_job): one job evaluates several
-    checkpoints of one model, paying process start, imports and task loading once."""
-    steps = list(steps)
-    return [tuple(steps[i : i + per_job]) for i in range(0, len(steps), per_job)]
+def step_chunks(
+    steps: Iterable[int],
+    per_job: int,
+    cost: Callable[[int], float] | None = None,
+    budget: float | None = None,
+) -> list[tuple[int, ...]]:
+    """Consecutive runs of at most `per_job` steps (eval.steps_per_job): one job evaluates
+    several checkpoints of one model, paying process start, imports and task loading once. With
+    `cost` (a step's GPU-hours) and `budget` (eval.hours_per_job), a run also ends before the
+    step that would take it over the budget (a step over it alone is a job of its own)."""
+    chunks: list[tuple[int, ...]] = []
+    chunk: list[int] = []
+    spent = 0.0
+    for step in steps:
+        more = cost(step) if cost is not None else 0.0
+        full = len(chunk) == per_job or (budget is not None and spent + more > budget)
+        if chunk and full:
+            chunks.append(tuple(chunk))
+            chunk, spent = [], 0.0
+        chunk.append(step)
+        spent += more
+    return chunks + [tuple(chunk)] if chunk else chunks
 
 
 @dataclass(frozen=True)
@@ -76,8 +93,10 @@ class _ModelSteps:
 @dataclass(frozen=True)
 class UploadJob(_ModelSteps):
     """A training segment's scheduled checkpoints pushed to the hub (rules/hub.smk), each as its
-    branch step{N} with its own receipt: they appear together when the segment ends; a rerun
-    re-pushes nothing already there with the same bytes. One rule per variant, as TrainJob."""
+    branch step{N}: they appear together when the segment ends; a rerun re-pushes nothing
+    already there with the same bytes. One receipt for the job (a receipt per step was 2,464
+    files that Snakemake matched and checked in every paper dry run). One rule per variant, as
+    TrainJob."""
 
     size: str
     variant: str
@@ -91,29 +110,40 @@ class UploadJob(_ModelSteps):
         return f"upload_{rule_tag(self.size, self.variant)}_{self.first}_{self.last}"
 
     def outputs(self) -> list[str]:
-        return [self.layout.hub_receipt(self.variant, self.size, s) for s in self.steps]
+        return [self.layout.hub_receipt(self.variant, self.size, self.steps[0], self.steps[-1])]
 
 
 @dataclass(frozen=True)
 class EvalJob(_ModelSteps):
-    """lm-eval over `steps` of one model of `variant` with `shots` examples (rules/eval.smk); one
-    result JSON per checkpoint. A rule per variant with literal outputs, as the training rules:
-    a wildcard `{variant}` made Snakemake test every eval rule's outputs against each eval JSON
-    it looked up (the long table alone asks for 1,344 in the paper's dry run)."""
+    """lm-eval on checkpoints of one model of `variant` (rules/eval.smk): each checkpoint with
+    each shot count whose grid holds it (`runs`: (step, shots) pairs, by step), one result JSON
+    per run. A checkpoint's shot counts share a job: the paper's five-shot checkpoints are all
+    zero-shot ones too, and a job per shot count was 144 more jobs, each loading its checkpoint
+    again. A rule per variant with literal outputs, as the training rules: a wildcard
+    `{variant}` made Snakemake test every eval rule's outputs against each eval JSON it looked
+    up (the long table alone asks for 1,344 in the paper's dry run)."""
 
     size: str
-    shots: int
-    steps: tuple[int, ...]
+    runs: tuple[tuple[int, int], ...]
     layout: Layout = field(repr=False, compare=False)
     variant: str = "standard"
 
     @property
+    def steps(self) -> tuple[int, ...]:  # type: ignore[override]
+        """Its checkpoints, in order."""
+        return tuple(dict.fromkeys(step for step, _ in self.runs))
+
+    @property
+    def shots(self) -> tuple[int, ...]:
+        """The shot count of each run (each output)."""
+        return tuple(shots for _, shots in self.runs)
+
+    @property
     def rule(self) -> str:
-        tag = rule_tag(self.size, self.variant)
-        return f"evaluate_{tag}_{self.shots}shot_{self.steps[0]}_{self.steps[-1]}"
+        return f"evaluate_{rule_tag(self.size, self.variant)}_{self.steps[0]}_{self.steps[-1]}"
 
     def outputs(self) -> list[str]:
-        return [self.layout.eval_result(self.variant, self.size, s, self.shots) for s in self.steps]
+        return [self.layout.eval_result(self.variant, self.size, s, k) for s, k in self.runs]
 
 
 @dataclass(frozen=True)

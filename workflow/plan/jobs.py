@@ -11,7 +11,6 @@ case studies' shard counts and task names), not in `workflow.core`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from functools import cached_property
 from typing import Any
@@ -89,47 +88,60 @@ class SuiteJobs:
     # ------------------------------------------------------------------ evaluation
 
     def chunks(
-        self, size: str, steps: Iterable[int], shots: int | None = None
+        self, size: str, steps: Iterable[int], shots: Mapping[int, list[int]] | None = None
     ) -> list[tuple[int, ...]]:
-        """`steps` of `size` in jobs of at most eval.steps_per_job (and, for an eval with `shots`
-        of a model trained on GPUs, at most what one GPU evaluates in eval.hours_per_job), never
-        across a training segment: a segment's checkpoints appear together when its job ends,
-        so a chunk spanning two would wait a whole segment for its later half (a published
-        suite: one group)."""
+        """`steps` of `size` in jobs of at most eval.steps_per_job (and, for evals with `shots`,
+        a step's shot counts, of a model trained on GPUs, at most what one GPU evaluates in
+        eval.hours_per_job), never across a training segment: a segment's checkpoints appear
+        together when its job ends, so a chunk spanning two would wait a whole segment for its
+        later half (a published suite: one group)."""
         per_job = self.config["eval"]["steps_per_job"]
         hours = self.config["eval"].get("hours_per_job")
         spec = self.suite.models[size]
+        cost = None
         if shots is not None and hours and spec.gpus:
-            per_step = gpu_hours(eval_flops(self.suite, spec, 1, shots), self.config["compute"])
-            per_job = max(1, min(per_job, math.floor(hours / per_step)))
+
+            def cost(step: int) -> float:
+                return gpu_hours(eval_flops(self.suite, spec, shots[step]), self.config["compute"])
+
         produced_by = {
             s: t.segment.end for t in self.train if t.size == size for s in t.segment.steps
         }
         groups: dict[int, list[int]] = {}
         for step in steps:
             groups.setdefault(produced_by.get(step, -1), []).append(step)
-        return [chunk for group in groups.values() for chunk in step_chunks(group, per_job)]
+        return [
+            chunk
+            for group in groups.values()
+            for chunk in step_chunks(group, per_job, cost, hours if cost else None)
+        ]
+
+    def eval_shots(self) -> dict[int, list[int]]:
+        """Each evaluated step's shot counts (eval.num_fewshot whose grid holds it), by step."""
+        shots: dict[int, list[int]] = {}
+        for k in self.config["eval"]["num_fewshot"]:
+            for step in self.suite.eval_steps(k):
+                shots.setdefault(step, []).append(k)
+        return dict(sorted(shots.items()))
 
     @cached_property
     def evals(self) -> list[EvalJob]:
+        shots = self.eval_shots()
         return [
-            EvalJob(size, shots, chunk, self.layout, variant)
+            EvalJob(size, tuple((s, k) for s in chunk for k in shots[s]), self.layout, variant)
             for variant in self.variants
             for size in self.sizes
-            for shots in self.config["eval"]["num_fewshot"]
-            for chunk in self.chunks(size, self.suite.eval_steps(shots), shots)
+            for chunk in self.chunks(size, shots, shots)
         ]
 
     def eval_results(self) -> list[str]:
         """Every eval JSON (the input of the long table), by shots, variant, size and step."""
         return [
-            out
-            for shots in self.config["eval"]["num_fewshot"]
+            self.layout.eval_result(variant, size, step, k)
+            for k in self.config["eval"]["num_fewshot"]
             for variant in self.variants
             for size in self.sizes
-            for job in self.evals
-            if (job.variant, job.size, job.shots) == (variant, size, shots)
-            for out in job.outputs()
+            for step in self.suite.eval_steps(k)
         ]
 
     @cached_property

@@ -22,7 +22,7 @@ Resources follow snakemake-executor-plugin-slurm 2.8.0 (../shared/slurm/README.m
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from workflow.core.compute import (  # noqa: F401 (re-exported: the plan and tests name them here)
@@ -110,17 +110,16 @@ def forward_resources(
     return res
 
 
-def eval_resources(
-    suite: SuiteConfig, spec: ModelSpec, checkpoints: int, shots: int
-) -> dict[str, Any]:
-    """One eval job (several checkpoints of one model): one GPU when the suite trains on GPUs."""
-    return forward_resources(suite, spec, eval_flops(suite, spec, checkpoints, shots))
+def eval_resources(suite: SuiteConfig, spec: ModelSpec, shots: Sequence[int]) -> dict[str, Any]:
+    """One eval job (lm-eval runs on checkpoints of one model, `shots` examples each): one GPU
+    when the suite trains on GPUs."""
+    return forward_resources(suite, spec, eval_flops(suite, spec, shots))
 
 
-def eval_flops(suite: SuiteConfig, spec: ModelSpec, checkpoints: int, shots: int) -> float:
-    """lm-eval over `checkpoints` checkpoints of `spec` with `shots` examples: 2·N·D over the
-    tasks' tokens (eval_tokens) of each."""
-    return forward_flops(model_params(suite, spec), eval_tokens(suite, shots) * checkpoints)
+def eval_flops(suite: SuiteConfig, spec: ModelSpec, shots: Sequence[int]) -> float:
+    """lm-eval runs on checkpoints of `spec`, one a checkpoint with `shots` examples each: 2·N·D
+    over the tasks' tokens (eval_tokens) of each run."""
+    return forward_flops(model_params(suite, spec), sum(eval_tokens(suite, k) for k in shots))
 
 
 def memorization_flops(suite: SuiteConfig, spec: ModelSpec, rows: int) -> float:
