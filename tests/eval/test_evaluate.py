@@ -175,7 +175,9 @@ def test_prefetch_then_evaluate_offline(hubeval_task, monkeypatch, tmp_path):
     assert 0.0 <= out["results"]["remote_cloze"]["acc"] <= 1.0
 
 
-def test_evaluate_several_checkpoints_in_one_process(hubeval_task, tmp_path):
+def test_evaluate_several_checkpoints_in_one_process(hubeval_task, tmp_path, monkeypatch):
+    from lm_eval.api.registry import get_model
+
     from workflow.eval.evaluate import evaluate_checkpoints
 
     ckpts = [hubeval_task["ckpt"], make_checkpoint(tmp_path / "step4", 4, seed=4)]
@@ -188,10 +190,15 @@ def test_evaluate_several_checkpoints_in_one_process(hubeval_task, tmp_path):
     assert alone["results"] == results[1]["results"]  # the same numbers as a job of its own
     with pytest.raises(ValueError, match="2 checkpoints but 1 output paths"):
         evaluate_checkpoints(ckpts, outs[:1], **kw)
-    # one checkpoint with two shot counts (as an eval job runs the paper's 0- and 5-shot)
+    # one checkpoint with two shot counts (as an eval job runs the paper's 0- and 5-shot),
+    # loaded once for both
     kw.pop("num_fewshot")
+    hf, loads = get_model("hf"), []
+    build = hf.create_from_arg_obj
+    monkeypatch.setattr(hf, "create_from_arg_obj", lambda *a: loads.append(a) or build(*a))
     both = evaluate_checkpoints(ckpts[1:] * 2, outs, num_fewshot=[0, 2], **kw)
-    assert [r["config"]["num_fewshot"] for r in both] == [0, 2]
+    assert len(loads) == 1 and [r["config"]["num_fewshot"] for r in both] == [0, 2]
+    monkeypatch.undo()
     assert both[0]["results"] == alone["results"]
     assert both[1]["results"] == evaluate_checkpoint(ckpts[1], num_fewshot=2, **kw)["results"]
     with pytest.raises(ValueError, match="2 checkpoints but 1 shot counts"):

@@ -174,6 +174,7 @@ def _simple_evaluate(
     limit: int | None,
     bootstrap_iters: int,
     log_samples: bool,
+    models: dict | None = None,
 ) -> dict[str, Any]:
     """``lm_eval.simple_evaluate(model="hf", ...)`` without the environment report it appends
     to each result: torch's ``collect_env`` (a ``pip list`` subprocess) and ``git describe``,
@@ -183,7 +184,12 @@ def _simple_evaluate(
     ``num_fewshot`` and the few-shot seed set as simple_evaluate sets them, then
     ``lm_eval.evaluator.evaluate`` with simple_evaluate's arguments. Returns evaluate's
     result dict with ``config`` = the model's info (``model_sha``, ``model_num_parameters``).
-    tests/eval/test_evaluate.py checks the result equals simple_evaluate's."""
+    tests/eval/test_evaluate.py checks the result equals simple_evaluate's.
+
+    `models` (a dict the caller keeps) holds the last model built, and a call with the same
+    model arguments reuses it: one checkpoint evaluated with several shot counts is loaded
+    once (a 12B checkpoint is ~24 GB to read). Loglikelihood scoring draws no random numbers,
+    and the seeds are set as before, so the results are those of a fresh model."""
     import random
 
     import numpy as np
@@ -195,9 +201,15 @@ def _simple_evaluate(
     random.seed(DEFAULT_RANDOM_SEED)
     np.random.seed(DEFAULT_OTHER_SEED)
     set_torch_seed(DEFAULT_OTHER_SEED)
-    lm = get_model("hf").create_from_arg_obj(
-        model_args, {"batch_size": batch_size, "max_batch_size": None, "device": device}
-    )
+    key = json.dumps([model_args, batch_size, device], sort_keys=True, default=str)
+    lm = (models or {}).get(key)
+    if lm is None:
+        lm = get_model("hf").create_from_arg_obj(
+            model_args, {"batch_size": batch_size, "max_batch_size": None, "device": device}
+        )
+        if models is not None:
+            models.clear()  # one model in memory at a time
+            models[key] = lm
     loaded = task_manager.load(tasks)
     for task in loaded["tasks"].values():
         # simple_evaluate's override: a task whose YAML says 0 shots keeps 0
@@ -229,8 +241,10 @@ def evaluate_checkpoint(
     device: str = "cpu",
     bootstrap_iters: int = 1000,
     log_samples: bool = False,
+    models: dict | None = None,
 ) -> dict[str, Any]:
-    """Run lm-eval (what ``simple_evaluate`` runs) with the ``hf`` model on `model_path`.
+    """Run lm-eval (what ``simple_evaluate`` runs) with the ``hf`` model on `model_path`
+    (`models`: a model cache kept across calls, see _simple_evaluate).
 
     `model_path` is a checkpoint directory, or a Hub repo id (then `revision`, e.g. ``step1000``,
     selects the checkpoint; it is refused for a directory, where lm-eval would silently ignore it).
@@ -265,6 +279,7 @@ def evaluate_checkpoint(
             limit=limit,
             bootstrap_iters=bootstrap_iters,
             log_samples=log_samples,
+            models=models,
         )
     seconds = time.perf_counter() - started
     return {
@@ -305,8 +320,9 @@ def evaluate_checkpoints(
     if len(shots) != len(model_paths):
         raise ValueError(f"{len(model_paths)} checkpoints but {len(shots)} shot counts")
     results = []
+    models: dict = {}  # a checkpoint listed once per shot count is loaded once
     for model_path, k, out_path in zip(model_paths, shots, out_paths, strict=True):
-        result = evaluate_checkpoint(model_path, num_fewshot=k, **kwargs)
+        result = evaluate_checkpoint(model_path, num_fewshot=k, models=models, **kwargs)
         # with its own sha256 and the rule that rebuilds it: the tables refuse a changed file
         result["producer"] = producer
         write_checked_json(out_path, result)
