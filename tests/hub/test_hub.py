@@ -423,7 +423,7 @@ def test_upload_rule_never_writes_the_token(hubeval_ckpts, hubeval_minihub, tmp_
         ckpt = tmp_path / "wd" / "results" / "tok" / "models" / "standard" / "tiny-70m"
         shutil.copytree(hubeval_ckpts[8], ckpt / f"step{step}")
     env = dict(os.environ, HF_TOKEN=secret, HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf"))
-    target = "results/tok/hub/standard/tiny-70m/step16.json"
+    (target,) = job.outputs()  # results/tok/hub/standard/tiny-70m/steps{first}-16.json
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", os.path.join(repo_root, "Snakefile")]
     cmd += [
         "--directory",
@@ -441,9 +441,9 @@ def test_upload_rule_never_writes_the_token(hubeval_ckpts, hubeval_minihub, tmp_
     for path in (tmp_path / "wd").rglob("*"):
         if path.is_file() and path.stat().st_size < 50_000_000:
             assert secret.encode() not in path.read_bytes(), path
-    assert (
-        json.loads((tmp_path / "wd" / target).read_text())["repo_id"] == "tok-org/pythia-tiny-70m"
-    )
+    receipt = json.loads((tmp_path / "wd" / target).read_text())
+    assert receipt["repo_id"] == "tok-org/pythia-tiny-70m" and receipt["steps"] == list(job.steps)
+    assert [r["branch"] for r in receipt["receipts"]] == [f"step{s}" for s in job.steps]
 
 
 def test_push_local_hub_to_the_hub(hubeval_ckpts, hubeval_minihub, tmp_path, monkeypatch, capsys):
