@@ -92,9 +92,8 @@ def test_uploads_publish_every_scheduled_checkpoint_once(suite):
         assert {(u.first, u.last) for u in ups} <= segments
         for u in ups:
             assert u.rule == f"upload_{rule_tag(size, variant)}_{u.first}_{u.last}"
-            first, last = u.steps[0], u.steps[-1]
             hub = f"{jobs.layout.root}/hub/{variant}/{size}"
-            assert u.outputs() == [f"{hub}/steps{first}-{last}.json"]
+            assert u.outputs() == [f"{hub}/steps{u.first}-{u.last}.json"]  # as its rule
 
 
 def test_eval_chunks_cover_the_eval_steps(suite):

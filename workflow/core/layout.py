@@ -26,7 +26,8 @@ class Layout:
         return self.path("evals", variant, size, f"step{step}", f"{shots}shot.json")
 
     def hub_receipt(self, variant, size, first, last) -> str:
-        """The receipt of one upload job: every branch it published, steps `first`..`last`."""
+        """The receipt of one upload job (its training segment's steps `first`..`last`): every
+        branch it published."""
         return self.path("hub", variant, size, f"steps{first}-{last}.json")
 
     def term_frequency_result(self, variant, size, step) -> str:

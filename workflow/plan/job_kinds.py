@@ -110,7 +110,7 @@ class UploadJob(_ModelSteps):
         return f"upload_{rule_tag(self.size, self.variant)}_{self.first}_{self.last}"
 
     def outputs(self) -> list[str]:
-        return [self.layout.hub_receipt(self.variant, self.size, self.steps[0], self.steps[-1])]
+        return [self.layout.hub_receipt(self.variant, self.size, self.first, self.last)]
 
 
 @dataclass(frozen=True)
