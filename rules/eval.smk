@@ -116,8 +116,8 @@ for _job in JOBS.evals:
             **eval_resources(SUITE, SUITE.models[_job.size], _job.shots),
         params:
             eval=config["eval"],
-            steps=list(_job.steps),
-            runs=[list(r) for r in _job.runs],
+            # (checkpoint, shots) of each output
+            runs=[list(r) for r in _job.checkpoint_runs()],
         script:
             "../scripts/eval/evaluate.py"
 

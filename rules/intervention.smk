@@ -116,14 +116,20 @@ for _i, _iv in enumerate(JOBS.interventions):
             "../envs/pipeline.yaml"
         threads: config["eval"]["threads"]
         resources:
-            **eval_resources(SUITE, SUITE.models[_run.size], [0] * len(_iv.evals)),
+            **eval_resources(
+                SUITE,
+                SUITE.models[_run.size],
+                [0] * len(_iv.evals),
+                JOBS.intervention_tasks,
+            ),
         params:
             eval={
                 "tasks": JOBS.intervention_tasks,
                 "batch_size": IV["batch_size"],
                 "limit": None,
             },
-            shots=0,
+            # (checkpoint, shots) of each output: zero-shot
+            runs=[[c, 0] for c, _ in _iv.evals],
         script:
             "../scripts/eval/evaluate.py"
 

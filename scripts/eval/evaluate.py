@@ -33,18 +33,12 @@ sm = snakemake  # noqa: F821
 with log_to(sm.log[0]) as log:
     torch.set_num_threads(sm.threads)
     ev = sm.params.eval
-    if sm.params.get("runs"):  # an eval chunk: (step, shots) of each output
-        checkpoint = dict(zip(sm.params.steps, sm.input.checkpoints, strict=True))
-        paths = [checkpoint[step] for step, _ in sm.params.runs]
-        shots = [int(k) for _, k in sm.params.runs]
-    else:  # an output per input checkpoint, all with params.shots (the intervention's)
-        paths, shots = list(sm.input.checkpoints), int(sm.params.shots)
     results = evaluate_checkpoints(
-        paths,
+        [checkpoint for checkpoint, _ in sm.params.runs],  # (checkpoint, shots) of each output
         list(sm.output),
         tasks_dir=_tasks_dir(sm.input),
         tasks=ev["tasks"],
-        num_fewshot=shots,
+        num_fewshot=[int(shots) for _, shots in sm.params.runs],
         batch_size=ev["batch_size"],
         limit=ev["limit"],
         producer=sm.rule,

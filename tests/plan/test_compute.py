@@ -344,6 +344,21 @@ def test_plan_has_the_case_studies_jobs(paper_jobs):
     assert j["flops"] == pytest.approx(training_flops(6_857_302_016, 10_000 * 2_097_152), rel=1e-9)
 
 
+def test_intervention_eval_is_costed_on_its_own_tasks(paper_raw, paper_jobs):
+    """The plan's row and the rule's Slurm resources of an intervention's evaluation come from
+    the same FLOPs: its bias and LAMBADA tasks, zero-shot, on each of its checkpoints."""
+    jobs = SuiteJobs.from_config(paper_raw)
+    rows = {j["rule"]: j for j in paper_jobs}
+    assert jobs.interventions
+    for iv in jobs.interventions:
+        spec, zero = jobs.suite.models[iv.run.size], [0] * len(iv.evals)
+        flops = eval_flops(jobs.suite, spec, zero, jobs.intervention_tasks)
+        assert flops != eval_flops(jobs.suite, spec, zero)  # not eval.tasks' tokens
+        assert rows[iv.eval_rule]["flops"] == pytest.approx(flops)
+        res = eval_resources(jobs.suite, spec, zero, jobs.intervention_tasks)
+        assert res == forward_resources(jobs.suite, spec, flops)
+
+
 def test_memorization_shards_fit_one_time_limit_at_every_size(paper, paper_jobs):
     """memorization.hours_per_job: 16 and gpus_per_job: 8 size the shards by the time model:
     each at most 16 hours on a node's 8 GPUs at the plan's MFU, asking Slurm for at most 24 h

@@ -117,6 +117,9 @@ def test_eval_chunks_cover_the_eval_steps(suite):
         assert first.checkpoints() == [
             jobs.layout.checkpoint(variant, size, s) for s in first.steps
         ]
+        assert first.checkpoint_runs() == [
+            (jobs.layout.checkpoint(variant, size, s), k) for s, k in first.runs
+        ]
         assert all(1 <= len(j.steps) <= per_job for j in mine)
         # a chunk's checkpoints come from one training segment (they appear together)
         segments = [t.segment for t in jobs.train if t.size == size]

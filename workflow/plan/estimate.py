@@ -302,15 +302,12 @@ def intervention_jobs(jobs: SuiteJobs) -> Iterator[dict]:
     if not jobs.interventions:
         return
     suite, compute = jobs.suite, jobs.config["compute"]
-    per_task = compute["eval_tokens_per_task"]
-    eval_tokens_per_checkpoint = sum(
-        per_task.get(t, per_task["default"]) for t in jobs.intervention_tasks
-    )
     for iv in jobs.interventions:
         run = iv.run
         spec = suite.models[run.size]
         n = model_params(suite, spec)
-        iv_eval_flops = forward_flops(n, eval_tokens_per_checkpoint * len(iv.evals))
+        # zero-shot bias and LAMBADA tasks on each checkpoint, as its rule's time limit
+        iv_eval_flops = eval_flops(suite, spec, [0] * len(iv.evals), jobs.intervention_tasks)
         yield forward_job(
             iv.eval_rule,
             "intervention",

@@ -145,6 +145,10 @@ class EvalJob(_ModelSteps):
     def outputs(self) -> list[str]:
         return [self.layout.eval_result(self.variant, self.size, s, k) for s, k in self.runs]
 
+    def checkpoint_runs(self) -> list[tuple[str, int]]:
+        """(checkpoint directory, shots) of each output, in the outputs' order."""
+        return [(self.layout.checkpoint(self.variant, self.size, s), k) for s, k in self.runs]
+
 
 @dataclass(frozen=True)
 class TermFrequencyJob(_ModelSteps):

@@ -110,16 +110,27 @@ def forward_resources(
     return res
 
 
-def eval_resources(suite: SuiteConfig, spec: ModelSpec, shots: Sequence[int]) -> dict[str, Any]:
+def eval_resources(
+    suite: SuiteConfig,
+    spec: ModelSpec,
+    shots: Sequence[int],
+    tasks: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """One eval job (lm-eval runs on checkpoints of one model, `shots` examples each): one GPU
     when the suite trains on GPUs."""
-    return forward_resources(suite, spec, eval_flops(suite, spec, shots))
+    return forward_resources(suite, spec, eval_flops(suite, spec, shots, tasks))
 
 
-def eval_flops(suite: SuiteConfig, spec: ModelSpec, shots: Sequence[int]) -> float:
+def eval_flops(
+    suite: SuiteConfig,
+    spec: ModelSpec,
+    shots: Sequence[int],
+    tasks: Sequence[str] | None = None,
+) -> float:
     """lm-eval runs on checkpoints of `spec`, one a checkpoint with `shots` examples each: 2·N·D
     over the tasks' tokens (eval_tokens) of each run."""
-    return forward_flops(model_params(suite, spec), sum(eval_tokens(suite, k) for k in shots))
+    tokens = sum(eval_tokens(suite, k, tasks) for k in shots)
+    return forward_flops(model_params(suite, spec), tokens)
 
 
 def memorization_flops(suite: SuiteConfig, spec: ModelSpec, rows: int) -> float:
@@ -148,12 +159,13 @@ def memorization_rows_per_job(suite: SuiteConfig) -> dict[str, int | None]:
     return rows
 
 
-def eval_tokens(suite: SuiteConfig, shots: int) -> float:
-    """Tokens lm-eval feeds one checkpoint for all tasks: each task's tokens (context and every
-    choice; `compute.eval_tokens_per_task`, a rough size of the paper's tasks) times (1 + shots),
-    since each few-shot example repeats about one request's length."""
+def eval_tokens(suite: SuiteConfig, shots: int, tasks: Sequence[str] | None = None) -> float:
+    """Tokens lm-eval feeds one checkpoint for all `tasks` (default: eval.tasks): each task's
+    tokens (context and every choice; `compute.eval_tokens_per_task`, a rough size of the
+    paper's tasks) times (1 + shots), since each few-shot example repeats about one request's
+    length."""
     per = suite.raw["compute"]["eval_tokens_per_task"]
-    tasks = suite.raw["eval"]["tasks"]
+    tasks = suite.raw["eval"]["tasks"] if tasks is None else tasks
     return sum(per.get(t, per["default"]) for t in tasks) * (1 + shots)
 
 
