@@ -248,9 +248,8 @@ def test_a_multi_gpu_arm_trains_through_the_launcher(tmp_path, monkeypatch):
     """The arms start training through the suite's one dispatch (workflow.train.dispatch): a
     model on several GPUs goes to the launcher, the swap map reaching every rank as its token
     map, and the launcher's exit code comes back as Preempted or LaunchFailed."""
-    import subprocess
-
     from workflow.studies.intervention.arms import run_arm
+    from workflow.train import dispatch
     from workflow.train.errors import LaunchFailed, Preempted
 
     raw = _raw()
@@ -264,11 +263,11 @@ def test_a_multi_gpu_arm_trains_through_the_launcher(tmp_path, monkeypatch):
     swap = write_swap_map(tmp_path / "tok.json", tmp_path / "swap.json")
     calls, codes = [], iter([0, 75, 3])
 
-    def fake_run(cmd):
+    def fake_launch(cmd):
         calls.append(cmd)
-        return subprocess.CompletedProcess(cmd, next(codes))
+        return next(codes), []  # exit code, the end of its stderr
 
-    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr(dispatch, "launch", fake_launch)
     kw = dict(
         arm="intervention",
         samples_prefix=tmp_path / "samples",

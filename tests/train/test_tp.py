@@ -271,6 +271,10 @@ def test_tp_resume_after_sigterm_is_bit_exact(tp):
     rest, _ = proc.communicate(timeout=300)
     text = "".join(seen) + rest
     assert proc.returncode != 0, text[-3000:]
+    # torchrun exits 1; its ranks' summary makes it a preemption, as run_segment reads it
+    from workflow.train.dispatch import preempted
+
+    assert preempted(proc.returncode, text.splitlines()), text[-3000:]
     pdir = work / ".preempt-0-8"
     # the step in flight when the signal lands finishes first (3, or 4 on a slow machine)
     assert 3 <= _meta(pdir)["step"] < 8 and (pdir / "deepspeed").is_dir(), text[-3000:]

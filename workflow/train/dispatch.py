@@ -6,14 +6,22 @@ intervention's arms (workflow/studies/intervention/arms.py) both start training 
 Either way the outcome reads the same: the per-step metrics (in-process; the launcher's ranks
 log theirs), `Preempted` when the segment stopped on a signal with its state saved, and
 `LaunchFailed` (a TrainingError) carrying the exit code of failed ranks.
+
+torchrun exits 1 whatever its ranks exited with, and prints which rank failed how in a summary
+on its stderr: the launcher's stderr is passed through and its end read back, so that ranks all
+preempted (exit 75) still read as `Preempted`, and a failure names its ranks, their exit codes
+or signals, and the error the ranks printed.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import os
+import re
 import subprocess
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,10 +92,105 @@ def run_segment(
         extra_args=extra_args,
     )
     log(f"launching: {' '.join(cmd)}")
-    code = subprocess.run(cmd).returncode
+    code, stderr_tail = launch(cmd)
     name = f"{variant}/{size} steps {max(segment.start, 0) + 1}..{segment.end}"
-    if code == PREEMPTED_EXIT:
+    if preempted(code, stderr_tail):
         raise Preempted(f"{name}: preempted, run again to continue")
     if code:
-        raise LaunchFailed(f"{name}: training exited with {code}", code)
+        raise LaunchFailed(
+            f"{name}: training exited with {code}{failure_summary(stderr_tail)}", code
+        )
     return []
+
+
+def launch(cmd: Sequence[str], keep: int = 400) -> tuple[int, list[str]]:
+    """Run the launcher, its (and its ranks') stderr passed through to ours; returns its exit
+    code and the last `keep` lines of that stderr."""
+    tail: collections.deque[str] = collections.deque(maxlen=keep)
+    with subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, errors="replace") as proc:
+        try:
+            for line in proc.stderr:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+                tail.append(line.rstrip("\n"))
+        except BaseException:  # as subprocess.run: a stopped caller leaves no launcher behind
+            proc.kill()
+            raise
+    return proc.returncode, list(tail)
+
+
+_FIELD = re.compile(r"^\s*(rank|exitcode|traceback)\s*:\s*(.*?)\s*$")
+
+
+def rank_failures(lines: Sequence[str]) -> list[dict[str, Any]]:
+    """The failed ranks of torchrun's failure summary: rank, exitcode (negative: the signal),
+    traceback (the signal's name, or where a traceback would be), and root_cause (the first
+    failure torchrun saw, after which it stops the other ranks with SIGTERM)."""
+    failures: list[dict[str, Any]] = []
+    root_cause = False
+    for line in lines:
+        if line.startswith("Root Cause (first observed failure)"):
+            root_cause = True
+        m = _FIELD.match(line)
+        if not m:
+            continue
+        key, value = m.groups()
+        if key == "rank":
+            rank = int(value.split()[0]) if value[:1].isdigit() else value
+            failures.append({"rank": rank, "root_cause": root_cause})
+        elif failures and key not in failures[-1]:
+            failures[-1][key] = int(value.split()[0]) if key == "exitcode" else value
+    return [f for f in failures if isinstance(f.get("exitcode"), int)]
+
+
+def rank_errors(lines: Sequence[str]) -> list[str]:
+    """The errors the ranks printed, each once: a TrainingError's "error: ..." line (run_cli)
+    and the last line of each traceback, but for torchrun's own."""
+    errors, in_traceback = [], False
+    for line in lines:
+        if line.startswith("Traceback (most recent call last)"):
+            in_traceback = True
+        elif in_traceback and line and not line[0].isspace():
+            in_traceback = False
+            if not line.startswith("torch.distributed.elastic."):
+                errors.append(line)
+        elif line.startswith("error: "):
+            errors.append(line[len("error: ") :])
+    return list(dict.fromkeys(errors))
+
+
+def preempted(code: int, lines: Sequence[str]) -> bool:
+    """Whether a launch that exited `code` stopped on a signal with its state saved. srun
+    passes its ranks' PREEMPTED_EXIT on. torchrun exits 1: its summary's first failure is a
+    rank that exited PREEMPTED_EXIT (the others exited so too, or were stopped by torchrun
+    on their way out), or, when torchrun itself got the signal, there is no summary and its
+    ranks printed "preempted:" and no error. A rank leaves with PREEMPTED_EXIT only after
+    the collective save (workflow.train.preempt), so the state is whole either way."""
+    if code == PREEMPTED_EXIT or not code:
+        return bool(code)
+    failed = rank_failures(lines)
+    if failed:
+        # a rank that saved and exited first, the others saved too (the save is collective)
+        # or were stopped by torchrun on the way out
+        return any(f["root_cause"] and f["exitcode"] == PREEMPTED_EXIT for f in failed) and all(
+            f["exitcode"] == PREEMPTED_EXIT or f["exitcode"] < 0 for f in failed
+        )
+    return any(line.startswith("preempted: ") for line in lines) and not rank_errors(lines)
+
+
+def failure_summary(lines: Sequence[str]) -> str:
+    """What a failed launch's message adds: each failed rank's exit code or signal, then the
+    errors its ranks printed (the last three)."""
+    ranks = []
+    failed = {f["rank"]: f for f in rank_failures(lines)}
+    for f in sorted(failed.values(), key=lambda f: str(f["rank"])):
+        how = f"exit {f['exitcode']}"
+        if str(f.get("traceback", "")).startswith("Signal"):
+            how = f["traceback"].split(" received")[0]
+        ranks.append(f"rank {f['rank']} {how}")
+    errors = rank_errors(lines)[-3:]
+    return (
+        (f" ({', '.join(ranks)})" if ranks else "")
+        + "".join(f": {e}" for e in errors[:1])
+        + "".join(f"; {e}" for e in errors[1:])
+    )
