@@ -39,8 +39,15 @@ def run_cli(main: Callable[[], Any]) -> None:
     try:
         main()
     except TrainingError as e:
-        print(f"error: {e}", file=sys.stderr)
+        _say(f"error: {e}")
         sys.exit(2)
     except Preempted as e:
-        print(f"preempted: {e}", file=sys.stderr)
+        _say(f"preempted: {e}")
         sys.exit(PREEMPTED_EXIT)
+
+
+def _say(line: str) -> None:
+    # one write: a launcher's ranks share its stderr, unbuffered (torchrun), and
+    # workflow.train.dispatch reads these lines back from it
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
