@@ -1,8 +1,7 @@
 """Training segments through a real DeepSpeed engine on CPU (fp32, one process).
 
-One rank does not load DeepSpeed's shm comm op; several CPU ranks do, and the first of them on a
-fresh machine JIT-compiles it (~30-45 s, once; then cached in ~/.cache/torch_extensions or
-$TORCH_EXTENSIONS_DIR).
+CPU ranks do not load DeepSpeed's shm comm op (workflow.train.distributed): its first use on a
+fresh machine is a ~30-45 s C++ build.
 """
 
 from __future__ import annotations
@@ -590,7 +589,7 @@ def test_first_segment_initialises_trains_on_and_resumes(run, tmp_path):
 
 
 def test_cli_exits_75_on_sigusr1(run, tmp_path):
-    """SIGUSR1 saves the state and exits 75; a single CPU rank builds no DeepSpeed shm op."""
+    """SIGUSR1 saves the state and exits 75; a CPU rank builds no DeepSpeed shm op."""
     import os
     import signal
     import subprocess
@@ -607,7 +606,7 @@ def test_cli_exits_75_on_sigusr1(run, tmp_path):
     args += ["--tokenizer", str(run["tok"]), "--start-step", "0", "--end-step", "400"]
     args += ["--steps", "400", "--out-template", str(tmp_path / "step{step}")]
     args += ["--resume-from", str(tmp_path / "step0"), "--metrics", str(tmp_path / "m.csv")]
-    # an empty extension cache: one CPU rank must not build DeepSpeed's shm comm op
+    # an empty extension cache: a CPU rank must not build DeepSpeed's shm comm op
     ext = tmp_path / "torch_extensions"
     env = dict(os.environ, DS_ACCELERATOR="cpu", TORCH_EXTENSIONS_DIR=str(ext))
     proc = subprocess.Popen(

@@ -63,11 +63,13 @@ def setup_distributed() -> tuple[int, int]:
 
     ds_logger.setLevel(logging.WARNING)
     if not torch.distributed.is_initialized():
-        if os.environ.get("WORLD_SIZE") == "1" and not torch.cuda.is_available():
-            # DeepSpeed's shared-memory all-reduce speeds up CPU ranks of one node; one rank
-            # reduces nothing, and the op's first use in an environment is a ~27 s C++ build
-            # (the embedded default's first training jobs waited on it). DeepSpeed caches its
-            # op probe for such edits (deepspeed/ops/__init__.py).
+        if not torch.cuda.is_available():
+            # CPU ranks reduce over gloo, not DeepSpeed's shared-memory all-reduce op. The op
+            # is a C++ extension built at its first use in an environment (27-45 s: every
+            # fresh CI machine, every new venv), its ranks spin on flags in /dev/shm, and it
+            # speeds up only what this suite runs on CPU for tests and tiny suites; a GPU
+            # suite reduces over NCCL either way. DeepSpeed caches its op probe for such
+            # edits (deepspeed/ops/__init__.py).
             deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
         deepspeed.init_distributed(dist_backend=None, verbose=False)
     return torch.distributed.get_rank(), torch.distributed.get_world_size()
