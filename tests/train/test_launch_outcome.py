@@ -133,3 +133,26 @@ def test_a_training_error_is_its_message(tmp_path, monkeypatch):
     )
     with pytest.raises(LaunchFailed, match=r"exit 2.*: --resume-from step4 was saved with"):
         run_segment(monkeypatch, tmp_path, cmd)
+
+
+def test_a_summary_of_many_ranks_reads_in_rank_order():
+    """torchrun's summary as it prints it (here for 12 ranks): ranks in numeric order, an entry
+    without a rank number ignored, the root cause known."""
+
+    def entry(rank, code, trace="To enable traceback see: https://pytorch.org/docs/..."):
+        return [f"  rank      : {rank}", f"  exitcode  : {code} (pid: 1)", f"  traceback : {trace}"]
+
+    lines = [
+        "Failures:",
+        *entry("10 (local_rank: 2)", -15, "Signal 15 (SIGTERM) received by PID 1"),
+        *entry("<N/A>", "<N/A>"),
+        "Root Cause (first observed failure):",
+        *entry("2 (local_rank: 2)", 1),
+    ]
+    failed = dispatch.rank_failures(lines)
+    assert [(f["rank"], f["exitcode"], f["root_cause"]) for f in failed] == [
+        (10, -15, False),
+        (2, 1, True),
+    ]
+    assert not dispatch.preempted(1, lines)
+    assert dispatch.failure_summary(lines) == " (rank 2 exit 1, rank 10 Signal 15 (SIGTERM))"

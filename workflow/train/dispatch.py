@@ -26,7 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from workflow.core.config import Segment, SuiteConfig
-from workflow.train.errors import PREEMPTED_EXIT, LaunchFailed, Preempted
+from workflow.train.errors import (
+    ERROR_LINE,
+    PREEMPTED_EXIT,
+    PREEMPTED_LINE,
+    LaunchFailed,
+    Preempted,
+)
 from workflow.train.launch import distributed_command, needs_launcher
 
 
@@ -136,15 +142,18 @@ def rank_failures(lines: Sequence[str]) -> list[dict[str, Any]]:
             continue
         key, value = m.groups()
         if key == "rank":
-            rank = int(value.split()[0]) if value[:1].isdigit() else value
+            rank = int(value.split()[0]) if value[:1].isdigit() else None
             failures.append({"rank": rank, "root_cause": root_cause})
         elif failures and key not in failures[-1]:
-            failures[-1][key] = int(value.split()[0]) if key == "exitcode" else value
-    return [f for f in failures if isinstance(f.get("exitcode"), int)]
+            if key == "traceback":
+                failures[-1][key] = value
+            elif re.match(r"-?\d+\b", value):
+                failures[-1][key] = int(value.split()[0])
+    return [f for f in failures if f["rank"] is not None and "exitcode" in f]
 
 
 def rank_errors(lines: Sequence[str]) -> list[str]:
-    """The errors the ranks printed, each once: a TrainingError's "error: ..." line (run_cli)
+    """The errors the ranks printed, each once: a TrainingError's ERROR_LINE (run_cli)
     and the last line of each traceback, but for torchrun's own."""
     errors, in_traceback = [], False
     for line in lines:
@@ -154,8 +163,8 @@ def rank_errors(lines: Sequence[str]) -> list[str]:
             in_traceback = False
             if not line.startswith("torch.distributed.elastic."):
                 errors.append(line)
-        elif line.startswith("error: "):
-            errors.append(line[len("error: ") :])
+        elif line.startswith(ERROR_LINE):
+            errors.append(line[len(ERROR_LINE) :])
     return list(dict.fromkeys(errors))
 
 
@@ -164,18 +173,16 @@ def preempted(code: int, lines: Sequence[str]) -> bool:
     passes its ranks' PREEMPTED_EXIT on. torchrun exits 1: its summary's first failure is a
     rank that exited PREEMPTED_EXIT (the others exited so too, or were stopped by torchrun
     on their way out), or, when torchrun itself got the signal, there is no summary and its
-    ranks printed "preempted:" and no error. A rank leaves with PREEMPTED_EXIT only after
+    ranks printed PREEMPTED_LINE and no error. A rank leaves with PREEMPTED_EXIT only after
     the collective save (workflow.train.preempt), so the state is whole either way."""
     if code == PREEMPTED_EXIT or not code:
         return bool(code)
     failed = rank_failures(lines)
     if failed:
-        # a rank that saved and exited first, the others saved too (the save is collective)
-        # or were stopped by torchrun on the way out
         return any(f["root_cause"] and f["exitcode"] == PREEMPTED_EXIT for f in failed) and all(
             f["exitcode"] == PREEMPTED_EXIT or f["exitcode"] < 0 for f in failed
         )
-    return any(line.startswith("preempted: ") for line in lines) and not rank_errors(lines)
+    return any(line.startswith(PREEMPTED_LINE) for line in lines) and not rank_errors(lines)
 
 
 def failure_summary(lines: Sequence[str]) -> str:
@@ -183,7 +190,7 @@ def failure_summary(lines: Sequence[str]) -> str:
     errors its ranks printed (the last three)."""
     ranks = []
     failed = {f["rank"]: f for f in rank_failures(lines)}
-    for f in sorted(failed.values(), key=lambda f: str(f["rank"])):
+    for f in sorted(failed.values(), key=lambda f: f["rank"]):
         how = f"exit {f['exitcode']}"
         if str(f.get("traceback", "")).startswith("Signal"):
             how = f["traceback"].split(" received")[0]

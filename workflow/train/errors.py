@@ -28,6 +28,11 @@ class LaunchFailed(TrainingError):
         self.code = code
 
 
+# How a command line's ranks say why they stopped, a line each on stderr (run_cli); a launcher's
+# caller reads them back from the launcher's stderr (workflow.train.dispatch).
+ERROR_LINE = "error: "
+PREEMPTED_LINE = "preempted: "
+
 # EX_TEMPFAIL: "try again". A preempted segment saved its state and exits with this code, so
 # the retried job (Snakemake --retries, Slurm requeue) continues from that state.
 PREEMPTED_EXIT = 75
@@ -39,10 +44,10 @@ def run_cli(main: Callable[[], Any]) -> None:
     try:
         main()
     except TrainingError as e:
-        _say(f"error: {e}")
+        _say(ERROR_LINE + str(e))
         sys.exit(2)
     except Preempted as e:
-        _say(f"preempted: {e}")
+        _say(PREEMPTED_LINE + str(e))
         sys.exit(PREEMPTED_EXIT)
 
 
