@@ -70,7 +70,7 @@ class PlainLoop:
         self.opt.step()
         self.sched.step()
         self.opt.zero_grad(set_to_none=True)
-        return float(loss)
+        return loss.item()
 
 
 def run(
