@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -156,3 +157,29 @@ def test_a_summary_of_many_ranks_reads_in_rank_order():
     ]
     assert not dispatch.preempted(1, lines)
     assert dispatch.failure_summary(lines) == " (rank 2 exit 1, rank 10 Signal 15 (SIGTERM))"
+
+
+def test_ranks_that_finished_exit_cleanly(tmp_path, monkeypatch):
+    """A rank's command line destroys its process group before the interpreter exits
+    (workflow.train.distributed.run_rank). Left to interpreter exit, gloo's worker threads
+    aborted finished ranks (SIGABRT) in 12 of 20 such launches here; four in a row pass."""
+    cmd = torchrun(
+        tmp_path,
+        """
+        import torch
+        import torch.distributed as dist
+        from workflow.train.distributed import run_rank
+
+        def main():
+            dist.init_process_group("gloo")
+            x, out = torch.ones(1000), torch.empty(2000)
+            for _ in range(300):
+                dist.all_gather_into_tensor(out, x, async_op=True).wait()
+
+        run_rank(main)
+        """,
+    )
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2]))  # our package
+    for _ in range(4):
+        code, lines = dispatch.launch(cmd)
+        assert code == 0, dispatch.failure_summary(lines)

@@ -29,7 +29,6 @@ from pathlib import Path
 
 from workflow.core.config import ModelSpec, Segment, SuiteConfig
 from workflow.core.io import atomic_path
-from workflow.train.errors import run_cli
 
 MASTER_PORT = 29500
 
@@ -176,9 +175,10 @@ def main(argv: list[str] | None = None) -> None:
     `python -m workflow.train.segment`: 2 for a training error, 75 when preempted)."""
     os.environ.update(rank_env_from_slurm(os.environ))
     # Here, not at the top: this module builds command lines without importing torch.
+    from workflow.train.distributed import run_rank
     from workflow.train.segment import main as train_main
 
-    run_cli(lambda: train_main(argv))
+    run_rank(lambda: train_main(argv))
 
 
 if __name__ == "__main__":

@@ -55,11 +55,12 @@ from workflow.train.data import (
 from workflow.train.distributed import (
     configure_torch,
     launcher_env,
+    run_rank,
     setup_distributed,
     tp_placement,
 )
 from workflow.train.engine import effective_zero_stage, make_engine, parallel_groups, tp_layout
-from workflow.train.errors import TrainingError, run_cli
+from workflow.train.errors import TrainingError
 from workflow.train.model import build_model
 from workflow.train.preempt import (
     clear_preempted,
@@ -434,4 +435,4 @@ def out_dirs_of(out_template: str, steps) -> dict[int, Path]:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_rank(main)
