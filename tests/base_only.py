@@ -15,17 +15,13 @@ import importlib.abc
 import importlib.metadata as md
 import os
 import pkgutil
-import re
 import runpy
 import sys
 
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 PROJECT = "pythia-workflow"
-
-
-def _key(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def base_closure(project: str = PROJECT) -> set[str]:
@@ -36,14 +32,14 @@ def base_closure(project: str = PROJECT) -> set[str]:
     todo = [(project, "")]
     while todo:
         name, extra = todo.pop()
-        if (_key(name), extra) in seen:
+        if (canonicalize_name(name), extra) in seen:
             continue
-        seen.add((_key(name), extra))
+        seen.add((canonicalize_name(name), extra))
         try:
             requires = md.distribution(name).requires or []
         except md.PackageNotFoundError:
             continue
-        dists.add(_key(name))
+        dists.add(canonicalize_name(name))
         for line in requires:
             req = Requirement(line)
             if req.marker is None or req.marker.evaluate({"extra": extra}):
@@ -56,7 +52,7 @@ def hidden_modules(allowed: set[str]) -> set[str]:
     return {
         module
         for module, dists in md.packages_distributions().items()
-        if not {_key(d) for d in dists} & allowed
+        if not {canonicalize_name(d) for d in dists} & allowed
     }
 
 
@@ -81,7 +77,7 @@ def hide(modules: set[str]) -> None:
 
 
 def main(argv: list[str]) -> None:
-    also = {_key(d) for d in os.environ.get("BASE_ONLY_ALSO_HIDE", "").split(",") if d}
+    also = {canonicalize_name(d) for d in os.environ.get("BASE_ONLY_ALSO_HIDE", "").split(",") if d}
     hide(hidden_modules(base_closure() - also))
     module, *args = argv
     sys.argv = [module, *args]

@@ -8,11 +8,14 @@ import sys
 import tomllib
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
 REPO = Path(__file__).resolve().parent.parent
 
 
 def _requirement_names(requirements: list[str]) -> set[str]:
-    return {r.split("==")[0].split(">=")[0].split("[")[0].strip() for r in requirements}
+    return {canonicalize_name(Requirement(r).name) for r in requirements}
 
 
 def test_the_slurm_executor_plugin_is_a_base_dependency():
